@@ -1,0 +1,284 @@
+"""Dataset contracts: what a raw CSV must look like and how it lands as Parquet.
+
+A contract is data (``contracts/<dataset>.yaml``) validated by the pydantic models below;
+``sluice contract schema`` prints the JSON Schema they imply.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sluice.errors import ContractError, UnknownDatasetError
+
+_DECIMAL = re.compile(r"^decimal\((\d{1,2}),\s*(\d{1,2})\)$")
+SIMPLE_TYPES = ("string", "int64", "float64", "bool", "date", "timestamp")
+ENCODINGS = ("utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "cp1252", "latin-1", "ascii", "shift_jis")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Match(_Model):
+    """Which raw keys belong to the dataset: a key prefix or a glob (``*`` spans ``/``)."""
+
+    prefix: str | None = None
+    glob: str | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Match:
+        if (self.prefix is None) == (self.glob is None):
+            raise ValueError("match needs exactly one of `prefix` or `glob`")
+        return self
+
+    def matches(self, key: str) -> bool:
+        """Whether the raw object `key` belongs to this dataset."""
+        if self.prefix is not None:
+            return key.startswith(self.prefix)
+        assert self.glob is not None
+        return fnmatch.fnmatchcase(key, self.glob)
+
+
+class Dialect(_Model):
+    """How the CSV bytes are written."""
+
+    encoding: str = "utf-8"
+    delimiter: str = ","
+    quote_char: str | None = '"'
+    escape_char: str | None = None
+    double_quote: bool = True
+    header: bool = True
+    skip_rows: int = Field(0, ge=0, description="lines to skip before the header (title rows, preambles)")
+    newlines_in_values: bool = Field(
+        False, description="quoted fields may contain line breaks (slower parse, no byte-range fan-out)"
+    )
+    null_values: tuple[str, ...] = ("", "NULL", "null", "NA", "N/A")
+    true_values: tuple[str, ...] = ("true", "True", "TRUE", "1", "yes", "Yes", "YES", "t", "T", "y", "Y")
+    false_values: tuple[str, ...] = ("false", "False", "FALSE", "0", "no", "No", "NO", "f", "F", "n", "N")
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        normal = value.lower().replace("_", "-")
+        aliases = {"utf8": "utf-8", "latin1": "latin-1", "iso-8859-1": "latin-1", "windows-1252": "cp1252",
+                   "utf-8-bom": "utf-8-sig", "utf16": "utf-16", "shift-jis": "shift_jis", "sjis": "shift_jis"}
+        normal = aliases.get(normal, normal)
+        if normal not in ENCODINGS:
+            raise ValueError(f"encoding {value!r} is not supported; use one of {', '.join(ENCODINGS)}")
+        return normal
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_char(cls, value: str) -> str:
+        if value in ("\\t", "tab", "TAB"):
+            return "\t"
+        if len(value) != 1:
+            raise ValueError(f"delimiter must be one character, got {value!r}")
+        return value
+
+
+ColumnType = Annotated[str, Field(description="string | int64 | float64 | decimal(p,s) | bool | date | timestamp")]
+
+
+class Column(_Model):
+    """One column: its type and the rules every value must meet."""
+
+    name: str = Field(min_length=1)
+    type: ColumnType = "string"
+    required: bool = False
+    unique: bool = False
+    min: Decimal | str | None = None
+    max: Decimal | str | None = None
+    in_: tuple[Any, ...] | None = Field(None, alias="in")
+    pattern: str | None = None
+    source: str | None = Field(None, description="header name in the file when it differs from `name`")
+    description: str | None = None
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value in SIMPLE_TYPES:
+            return value
+        m = _DECIMAL.match(value)
+        if m and 0 < int(m.group(1)) <= 38 and int(m.group(2)) <= int(m.group(1)):
+            return f"decimal({int(m.group(1))},{int(m.group(2))})"
+        raise ValueError(f"unknown type {value!r}; use one of {', '.join(SIMPLE_TYPES)} or decimal(p,s)")
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"pattern {value!r} is not a valid regular expression: {exc}") from exc
+        return value
+
+    @property
+    def header_name(self) -> str:
+        """The name this column has in the CSV header."""
+        return self.source or self.name
+
+    @property
+    def decimal_precision_scale(self) -> tuple[int, int] | None:
+        """``(precision, scale)`` for a decimal column, else None."""
+        m = _DECIMAL.match(self.type)
+        return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+class Partition(_Model):
+    """A hive-style partition column derived from a contract column."""
+
+    name: str
+    source: str
+    transform: Literal["identity", "date", "month", "year"] = "identity"
+
+
+class Measure(_Model):
+    """A numeric column aggregated per window and group."""
+
+    column: str
+    ops: tuple[Literal["sum", "min", "max"], ...] = ("sum", "min", "max")
+
+
+class Aggregates(_Model):
+    """Which real-time aggregates a run publishes to the stream."""
+
+    time_column: str
+    bucket_seconds: int = Field(3600, gt=0, description="time bucket of the published partials")
+    dimensions: tuple[str, ...] = ()
+    measures: tuple[Measure, ...] = ()
+    distinct: tuple[str, ...] = Field((), description="columns with a mergeable distinct-count sketch")
+
+
+class Contract(_Model):
+    """A dataset contract, loaded from ``contracts/<dataset>.yaml``."""
+
+    dataset: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    version: int = Field(1, ge=1)
+    description: str | None = None
+    match: Match
+    dialect: Dialect = Dialect()
+    columns: tuple[Column, ...] = Field(min_length=1)
+    partition: tuple[Partition, ...] = ()
+    max_reject_ratio: float = Field(1.0, ge=0.0, le=1.0)
+    aggregates: Aggregates | None = None
+    transform: str | None = Field(None, description="optional per-batch pandas hook `module:function`")
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> Contract:
+        names = [c.name for c in self.columns]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate column names: {', '.join(dupes)}")
+        known = set(names)
+        for p in self.partition:
+            if p.source not in known:
+                raise ValueError(f"partition {p.name!r} derives from unknown column {p.source!r}")
+            if p.name in known:
+                raise ValueError(f"partition name {p.name!r} clashes with a column")
+        if self.aggregates is not None:
+            refs = [self.aggregates.time_column, *self.aggregates.dimensions, *self.aggregates.distinct]
+            refs += [m.column for m in self.aggregates.measures]
+            for ref in refs:
+                if ref not in known:
+                    raise ValueError(f"aggregates refer to unknown column {ref!r}")
+        return self
+
+    @cached_property
+    def column_names(self) -> tuple[str, ...]:
+        """Column names in contract (and Parquet) order."""
+        return tuple(c.name for c in self.columns)
+
+    def column(self, name: str) -> Column:
+        """The column called `name`."""
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    @property
+    def label(self) -> str:
+        """``<dataset> v<version>``, for messages."""
+        return f"{self.dataset} v{self.version}"
+
+
+def parse_contract(data: Any, origin: str = "<contract>") -> Contract:
+    """Validate raw contract data.
+
+    Raises
+    ------
+    ContractError
+        The data is not a valid contract; the message lists every problem.
+    """
+    try:
+        return Contract.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ContractError(f"{origin}: invalid contract: {problems}") from exc
+
+
+def load_contract(path: str | Path) -> Contract:
+    """Load and validate one contract file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ContractError(f"{path}: cannot read contract: {exc}") from exc
+    return parse_contract(data, str(path))
+
+
+def load_contracts(directory: str | Path) -> tuple[Contract, ...]:
+    """Load every ``*.yaml``/``*.yml`` contract of `directory`, sorted by dataset."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ContractError(f"contracts directory {directory} does not exist")
+    files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+    contracts = [load_contract(f) for f in files]
+    seen: dict[str, Contract] = {}
+    for c in contracts:
+        if c.dataset in seen:
+            raise ContractError(f"dataset {c.dataset!r} is declared twice in {directory}")
+        seen[c.dataset] = c
+    return tuple(sorted(contracts, key=lambda c: c.dataset))
+
+
+def resolve_dataset(key: str, contracts: Iterable[Contract]) -> Contract:
+    """The contract whose `match` claims raw `key` (the longest prefix wins).
+
+    Raises
+    ------
+    UnknownDatasetError
+        No contract claims the key, or two claim it equally.
+    """
+    hits = [c for c in contracts if c.match.matches(key)]
+    if not hits:
+        raise UnknownDatasetError(f"no dataset contract matches key {key!r}; add a contract whose `match` covers it")
+    hits.sort(key=lambda c: len(c.match.prefix or c.match.glob or ""), reverse=True)
+    if len(hits) > 1 and len(hits[0].match.prefix or hits[0].match.glob or "") == len(
+        hits[1].match.prefix or hits[1].match.glob or ""
+    ):
+        raise UnknownDatasetError(
+            f"key {key!r} matches several contracts equally: {', '.join(c.dataset for c in hits)}"
+        )
+    return hits[0]
+
+
+def contract_by_name(name: str, contracts: Sequence[Contract]) -> Contract:
+    """The contract of dataset `name`."""
+    for c in contracts:
+        if c.dataset == name:
+            return c
+    raise UnknownDatasetError(f"no contract for dataset {name!r}")

@@ -1,0 +1,32 @@
+"""Domain errors.
+
+Class names are part of the API: the state machine's ``Catch`` clauses match them by name
+(a Lambda error's ``errorType`` is the exception class name).
+"""
+
+
+class SluiceError(Exception):
+    """Base of every error sluice raises on purpose."""
+
+
+class ContractError(SluiceError):
+    """A contract file is missing or invalid."""
+
+
+class UnknownDatasetError(SluiceError):
+    """No contract claims the raw object's key."""
+
+
+class InputRejectedError(SluiceError):
+    """The raw file cannot be processed at all (encoding, header, empty, dialect).
+
+    The message names the file, the line where known, the rule and what to do.
+    """
+
+
+class RejectThresholdError(InputRejectedError):
+    """More rows broke the contract than the contract's ``max_reject_ratio`` allows."""
+
+
+class TransientError(SluiceError):
+    """A retryable failure of a dependency (throttling, timeouts)."""

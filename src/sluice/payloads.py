@@ -1,0 +1,65 @@
+"""Payloads passed between the state machine's states: pointers and counts only.
+
+Step Functions caps a state's payload at 256 KB, so lists that can grow (output files,
+byte ranges) travel as S3 URIs.
+"""
+
+from typing import NotRequired, TypedDict
+
+
+class SourceObject(TypedDict):
+    """The raw object a run processes."""
+
+    bucket: str
+    key: str
+    version_id: NotRequired[str | None]
+    etag: NotRequired[str | None]
+    size: NotRequired[int]
+
+
+class RunInput(TypedDict):
+    """Input of an execution, written by the Start function."""
+
+    run_id: str
+    dataset: str
+    source: SourceObject
+    received_at: str
+
+
+class ValidateResult(TypedDict):
+    """Output of Validate: the run, the contract version and the decision on fan-out."""
+
+    run_id: str
+    dataset: str
+    contract_version: int
+    source: SourceObject
+    mode: str  # "single" | "fanout"
+    started_at: str
+
+
+class TransformResult(TypedDict):
+    """Output of Transform (and of Merge after a fan-out)."""
+
+    run_id: str
+    dataset: str
+    contract_version: int
+    source: SourceObject
+    started_at: str
+    rows_in: int
+    rows_out: int
+    rows_rejected: int
+    bytes_in: int
+    bytes_out: int
+    output_files: int
+    manifest_uri: str  # JSON: output files, partitions, schema, reject counts per rule
+    quarantine_uri: NotRequired[str | None]
+    duration_ms: int
+
+
+class FailureInput(TypedDict):
+    """Input of RecordFailure: the run and the error Step Functions caught."""
+
+    run_id: str
+    dataset: NotRequired[str]
+    source: NotRequired[SourceObject]
+    error: dict[str, str]  # {"Error": ..., "Cause": ...}
