@@ -220,6 +220,7 @@ def parse_contract(data: Any, origin: str = "<contract>") -> Contract:
     ------
     ContractError
         The data is not a valid contract; the message lists every problem.
+
     """
     try:
         return Contract.model_validate(data)
@@ -262,6 +263,7 @@ def resolve_dataset(key: str, contracts: Iterable[Contract]) -> Contract:
     ------
     UnknownDatasetError
         No contract claims the key, or two claim it equally.
+
     """
     hits = [c for c in contracts if c.match.matches(key)]
     if not hits:

@@ -62,4 +62,5 @@ class FailureInput(TypedDict):
     run_id: str
     dataset: NotRequired[str]
     source: NotRequired[SourceObject]
+    started_at: NotRequired[str]
     error: dict[str, str]  # {"Error": ..., "Cause": ...}

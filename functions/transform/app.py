@@ -1,0 +1,40 @@
+"""Transform function: stream a raw CSV into partitioned zstd Parquet, quarantining bad rows."""
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from sluice.adapters.s3 import S3Store
+from sluice.contracts import contract_by_name
+from sluice.landing import land_run
+from sluice.payloads import TransformResult, ValidateResult
+from sluice.settings import contracts, settings
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context(correlation_id_path="run_id")
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: ValidateResult, context: LambdaContext) -> TransformResult:
+    """Convert the run's raw object; outputs land under names derived from the run id."""
+    cfg = settings()
+    logger.append_keys(dataset=event["dataset"], key=event["source"]["key"])
+    contract = contract_by_name(event["dataset"], contracts(cfg.contracts_dir))
+    result = land_run(
+        event,
+        contract,
+        S3Store(),
+        curated_bucket=cfg.curated_bucket,
+        quarantine_bucket=cfg.quarantine_bucket,
+        work_bucket=cfg.work_bucket,
+        staging_root=cfg.staging_dir,
+    )
+    metrics.add_dimension(name="dataset", value=contract.dataset)
+    metrics.add_metric("RowsIn", MetricUnit.Count, result["rows_in"])
+    metrics.add_metric("RowsRejected", MetricUnit.Count, result["rows_rejected"])
+    logger.info("transformed", rows_in=result["rows_in"], rows_out=result["rows_out"],
+                rows_rejected=result["rows_rejected"], output_files=result["output_files"])
+    return result

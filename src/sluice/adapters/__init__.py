@@ -1,0 +1,1 @@
+"""Adapters: the only place sluice talks to AWS (boto3)."""

@@ -1,0 +1,95 @@
+"""S3 adapter: streaming reads, finished-file uploads, small JSON documents."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+
+from boto3.s3.transfer import TransferConfig
+
+from sluice.adapters.clients import client
+from sluice.uris import s3_uri, split_uri
+
+# Parts of 16 MiB, at most 4 at a time: bounded memory for large uploads.
+_TRANSFER = TransferConfig(multipart_threshold=16 << 20, multipart_chunksize=16 << 20, max_concurrency=4)
+
+
+def _version(version_id: str | None) -> dict[str, str]:
+    return {"VersionId": version_id} if version_id and version_id != "null" else {}
+
+
+class S3Store:
+    """:class:`sluice.ports.ObjectStore` on Amazon S3."""
+
+    def __init__(self) -> None:
+        self._s3 = client("s3")
+
+    def open(self, bucket: str, key: str, version_id: str | None = None) -> BinaryIO:
+        """Stream the object with one GET (no seeks, no ranged re-reads)."""
+        body = self._s3.get_object(Bucket=bucket, Key=key, **_version(version_id))["Body"]
+        return cast(BinaryIO, io.BufferedReader(cast(io.RawIOBase, _BodyReader(body)), buffer_size=1 << 20))
+
+    def head(self, bucket: str, key: str, version_id: str | None = None) -> Mapping[str, Any]:
+        """The object's metadata (``ContentLength``, ``ETag``, ``VersionId``)."""
+        return cast(Mapping[str, Any], self._s3.head_object(Bucket=bucket, Key=key, **_version(version_id)))
+
+    def read_range(self, bucket: str, key: str, start: int, end: int, version_id: str | None = None) -> bytes:
+        """Bytes ``[start, end)`` of the object."""
+        if end <= start:
+            return b""
+        resp = self._s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}", **_version(version_id))
+        return cast(bytes, resp["Body"].read())
+
+    def upload_file(self, path: Path, bucket: str, key: str, content_type: str | None = None) -> None:
+        """Upload a finished local file (multipart above 16 MiB)."""
+        extra = {"ContentType": content_type} if content_type else None
+        self._s3.upload_file(str(path), bucket, key, ExtraArgs=extra, Config=_TRANSFER)
+
+    def put_json(self, bucket: str, key: str, document: Any) -> str:
+        """Write `document` as JSON; returns its URI."""
+        body = json.dumps(document, separators=(",", ":"), default=str).encode("utf-8")
+        self._s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+        return s3_uri(bucket, key)
+
+    def get_json(self, uri: str) -> Any:
+        """Read a JSON document."""
+        bucket, key = split_uri(uri)
+        return json.loads(self._s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    def list_keys(self, bucket: str, prefix: str) -> Iterator[tuple[str, int, Any]]:
+        """``(key, size, last_modified)`` under `prefix`."""
+        for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                yield obj["Key"], obj["Size"], obj["LastModified"]
+
+    def delete_keys(self, bucket: str, keys: list[str]) -> int:
+        """Delete `keys` in batches of 1000."""
+        deleted = 0
+        for i in range(0, len(keys), 1000):
+            chunk = [{"Key": k} for k in keys[i : i + 1000]]
+            resp = self._s3.delete_objects(Bucket=bucket, Delete={"Objects": chunk, "Quiet": True})
+            deleted += len(chunk) - len(resp.get("Errors", []))
+        return deleted
+
+
+class _BodyReader(io.RawIOBase):
+    """A raw reader over botocore's StreamingBody, so it can be buffered."""
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._body.read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        return n
+
+    def close(self) -> None:
+        self._body.close()
+        super().close()

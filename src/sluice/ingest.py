@@ -1,0 +1,118 @@
+"""Turn the events that announce raw objects into pipeline runs.
+
+The Start function accepts every shape a user feeds it: S3 notification ``Records`` (what
+``sam local generate-event s3 put`` makes), EventBridge "Object Created", and SQS messages
+wrapping either. Keys are URL-decoded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote_plus
+
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, S3Event
+
+from sluice.contracts import Contract, resolve_dataset
+from sluice.errors import SluiceError, UnknownDatasetError
+from sluice.payloads import RunInput, SourceObject
+from sluice.ports import Executions, RunTable
+from sluice.runid import run_id_for
+from sluice.runs import RUNNING, SUCCEEDED, source_uri
+
+UNKNOWN_DATASET = "unknown"
+
+
+class UnrecognisedEventError(SluiceError):
+    """An event is none of the shapes the Start function accepts."""
+
+
+def sources_in(event: Mapping[str, Any]) -> Iterator[SourceObject]:
+    """Every raw object announced by an S3 notification or an EventBridge event."""
+    if event.get("Event") == "s3:TestEvent":
+        return
+    if "Records" in event:
+        for record in S3Event(dict(event)).records:
+            if not record.event_name.startswith("ObjectCreated"):
+                continue
+            obj = record.s3.get_object
+            yield SourceObject(
+                bucket=record.s3.bucket.name,
+                key=unquote_plus(obj.key),
+                version_id=obj.version_id,
+                etag=obj.etag or None,
+                size=int(obj.get("size") or 0),
+            )
+    elif event.get("detail-type") == "Object Created":
+        detail = EventBridgeEvent(dict(event)).detail
+        obj = detail["object"]
+        yield SourceObject(
+            bucket=detail["bucket"]["name"],
+            key=unquote_plus(obj["key"]),
+            version_id=obj.get("version-id"),
+            etag=obj.get("etag"),
+            size=int(obj.get("size") or 0),
+        )
+    else:
+        raise UnrecognisedEventError(
+            "event is neither S3 notification Records nor an EventBridge 'Object Created' event "
+            f"(keys: {sorted(event)[:8]})"
+        )
+
+
+def is_sqs_event(event: Mapping[str, Any]) -> bool:
+    """Whether `event` is an SQS batch (from the ingest queue's event source mapping)."""
+    records = event.get("Records")
+    return bool(records) and isinstance(records, list) and records[0].get("eventSource") == "aws:sqs"
+
+
+def run_input_for(
+    source: SourceObject, contracts: Sequence[Contract], now: datetime | None = None, *, with_version: bool = False
+) -> RunInput:
+    """The execution input for one raw object; an unclaimed key still gets a run (which will fail)."""
+    try:
+        dataset = resolve_dataset(source["key"], contracts).dataset
+    except UnknownDatasetError:
+        dataset = UNKNOWN_DATASET
+    return RunInput(
+        run_id=run_id_for(dataset, source, with_version=with_version),
+        dataset=dataset,
+        source=source,
+        received_at=(now or datetime.now(UTC)).isoformat(timespec="milliseconds"),
+    )
+
+
+@dataclass(frozen=True)
+class Started:
+    """What the Start function did with one raw object."""
+
+    run_id: str
+    key: str
+    started: bool  # False: the run already existed (duplicate event)
+
+
+def _replaced_since(run_id: str, source: SourceObject, runs: RunTable) -> bool:
+    """Whether another content of the key succeeded after run `run_id` (content A, then B, then A)."""
+    history = [r for r in runs.runs_by_source(source_uri(source)) if r.get("status") in (SUCCEEDED, RUNNING)]
+    return bool(history) and history[0]["run_id"] != run_id
+
+
+def start_runs(
+    event: Mapping[str, Any],
+    contracts: Sequence[Contract],
+    executions: Executions,
+    runs: RunTable,
+    state_machine_arn: str,
+) -> list[Started]:
+    """Start one execution per announced object content (names are deterministic)."""
+    done = []
+    for source in sources_in(event):
+        run = run_input_for(source, contracts)
+        started = executions.start(state_machine_arn, run["run_id"], run)
+        if not started and source.get("version_id") and _replaced_since(run["run_id"], source, runs):
+            run = run_input_for(source, contracts, with_version=True)
+            started = executions.start(state_machine_arn, run["run_id"], run)
+        done.append(Started(run["run_id"], source["key"], started))
+    return done

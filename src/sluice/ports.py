@@ -1,0 +1,79 @@
+"""Ports: what the domain needs from AWS, as Protocols (adapters implement them)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+
+class ObjectStore(Protocol):
+    """S3-like object storage."""
+
+    def open(self, bucket: str, key: str, version_id: str | None = None) -> BinaryIO:
+        """A streaming, non-seekable reader of the object's bytes."""
+        ...
+
+    def head(self, bucket: str, key: str, version_id: str | None = None) -> Mapping[str, Any]:
+        """Size (``ContentLength``), ``ETag``, ``VersionId`` of the object."""
+        ...
+
+    def read_range(self, bucket: str, key: str, start: int, end: int, version_id: str | None = None) -> bytes:
+        """Bytes ``[start, end)`` of the object."""
+        ...
+
+    def upload_file(self, path: Path, bucket: str, key: str, content_type: str | None = None) -> None:
+        """Upload a finished local file (multipart when large)."""
+        ...
+
+    def put_json(self, bucket: str, key: str, document: Any) -> str:
+        """Write a JSON document; returns its ``s3://`` URI."""
+        ...
+
+    def get_json(self, uri: str) -> Any:
+        """Read a JSON document written by :meth:`put_json`."""
+        ...
+
+    def list_keys(self, bucket: str, prefix: str) -> Iterator[tuple[str, int, Any]]:
+        """``(key, size, last_modified)`` of every object under `prefix`."""
+        ...
+
+    def delete_keys(self, bucket: str, keys: list[str]) -> int:
+        """Delete `keys`; returns how many were deleted."""
+        ...
+
+
+class RunTable(Protocol):
+    """The runs table."""
+
+    def put_run(self, item: Mapping[str, Any]) -> None:
+        """Create or replace a run record."""
+        ...
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        """The run record, or None."""
+        ...
+
+    def runs_of_dataset(self, dataset: str, limit: int = 50) -> list[dict[str, Any]]:
+        """Latest runs of `dataset`, newest first."""
+        ...
+
+    def runs_by_source(self, source_uri: str) -> list[dict[str, Any]]:
+        """Every run of ``s3://bucket/key`` (all versions), newest first."""
+        ...
+
+    def run_ids_with_status(self, status: str) -> list[str]:
+        """Ids of every run in `status` (index ``by-status``)."""
+        ...
+
+    def recent_runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Latest runs of all datasets, newest first."""
+        ...
+
+
+class Executions(Protocol):
+    """Step Functions executions."""
+
+    def start(self, state_machine_arn: str, name: str, payload: Mapping[str, Any]) -> bool:
+        """Start an execution; False when one with `name` already exists."""
+        ...

@@ -1,0 +1,1 @@
+"""The ``sluice`` developer CLI (dev-only: never shipped to Lambda)."""

@@ -1,0 +1,103 @@
+"""How CLI commands reach a local cloud: the running one (``sluice local up``) or their own."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from sluice.errors import SluiceError
+
+STATE_FILE = Path(".sluice/local.json")
+REGION = "us-east-1"
+
+
+class NoLocalCloudError(SluiceError):
+    """No local cloud is running."""
+
+
+def project_root() -> Path:
+    """The sluice checkout: the nearest folder upwards holding template.yaml."""
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "template.yaml").is_file() and (folder / "contracts").is_dir():
+            return folder
+    raise SluiceError("run sluice inside the project (no template.yaml + contracts/ found above the current folder)")
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Endpoint and physical resource names of a local cloud."""
+
+    endpoint: str
+    resources: dict[str, str]
+
+    def client(self, service: str) -> Any:
+        """A boto3 client bound to the local cloud."""
+        return boto3.session.Session().client(  # type: ignore[call-overload]
+            service,
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    def sdk_env(self) -> dict[str, str]:
+        """Environment that points boto3 (and sluice's adapters) at the local cloud."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }
+
+    @contextlib.contextmanager
+    def environment(self) -> Iterator[None]:
+        """Temporarily point this process's SDK configuration at the local cloud."""
+        saved = {k: os.environ.get(k) for k in self.sdk_env()}
+        os.environ.update(self.sdk_env())
+        try:
+            yield
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    def resource(self, logical_id: str) -> str:
+        """Physical id of `logical_id`."""
+        try:
+            return self.resources[logical_id]
+        except KeyError:
+            raise SluiceError(f"the local cloud has no resource {logical_id!r}") from None
+
+
+def running(root: Path | None = None) -> Connection:
+    """The local cloud started by ``sluice local up``.
+
+    Raises
+    ------
+    NoLocalCloudError
+        None is running (no state file, or its server does not answer).
+
+    """
+    path = (root or project_root()) / STATE_FILE
+    if not path.is_file():
+        raise NoLocalCloudError("no local cloud is running: start one with `sluice local up` (or run `sluice demo`)")
+    state = json.loads(path.read_text())
+    conn = Connection(state["endpoint"], dict(state["resources"]))
+    try:
+        conn.client("s3").list_buckets()
+    except Exception as exc:
+        raise NoLocalCloudError(
+            f"the local cloud recorded in {path} ({conn.endpoint}) does not answer: start one with `sluice local up`"
+        ) from exc
+    return conn

@@ -1,0 +1,61 @@
+"""``sluice runs``: run summaries from the runs table of the local cloud."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from sluice.adapters.runs_table import DynamoRunTable
+from sluice_cli.connection import running
+
+
+def register(subparsers: Any) -> None:
+    """Add ``runs``."""
+    p = subparsers.add_parser("runs", help="list run summaries (rows in/out/rejected, status, reason)")
+    p.add_argument("--dataset", help="only runs of this dataset")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=run)
+
+
+def fetch_runs(dataset: str | None, limit: int) -> list[dict[str, Any]]:
+    """Latest runs (of `dataset`), newest first, from the running local cloud."""
+    conn = running()
+    with conn.environment():
+        table = DynamoRunTable(conn.resource("RunsTable"))
+        return table.runs_of_dataset(dataset, limit) if dataset else table.recent_runs(limit)
+
+
+def runs_table(runs: list[dict[str, Any]], title: str = "runs") -> Table:
+    """A rich table of run summaries."""
+    table = Table(title=title, title_justify="left")
+    for col, justify in (("source", "left"), ("dataset", "left"), ("status", "left"), ("rows in", "right"),
+                         ("out", "right"), ("rejected", "right"), ("files", "right"), ("ms", "right"),
+                         ("reason / quarantine", "left")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    colours = {"SUCCEEDED": "green", "FAILED": "red", "RUNNING": "yellow", "SUPERSEDED": "dim"}
+    for r in runs:
+        status = str(r.get("status", "?"))
+        note = r.get("reason") or r.get("quarantine_uri") or ""
+        table.add_row(
+            str(r.get("source_uri", "")).split("/", 3)[-1],
+            str(r.get("dataset", "")),
+            f"[{colours.get(status, 'white')}]{status}[/]",
+            *(str(r.get(k, "")) for k in ("rows_in", "rows_out", "rows_rejected", "output_files", "duration_ms")),
+            str(note)[:160],
+        )
+    return table
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print run summaries."""
+    runs = fetch_runs(args.dataset, args.limit)
+    if args.json:
+        print(json.dumps(runs, indent=2, default=str))
+    else:
+        Console().print(runs_table(runs))
+    return 0

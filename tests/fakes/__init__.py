@@ -1,0 +1,96 @@
+"""In-memory implementations of sluice's ports, shared by the unit tests."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from sluice.uris import s3_uri, split_uri
+
+
+class MemoryStore:
+    """ObjectStore in memory: {(bucket, key): bytes}, with modification times."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], bytes] = {}
+        self.modified: dict[tuple[str, str], datetime] = {}
+
+    def put(self, bucket: str, key: str, data: bytes, modified: datetime | None = None) -> None:
+        self.objects[(bucket, key)] = data
+        self.modified[(bucket, key)] = modified or datetime.now(UTC)
+
+    def open(self, bucket: str, key: str, version_id: str | None = None) -> BinaryIO:
+        return io.BytesIO(self.objects[(bucket, key)])
+
+    def head(self, bucket: str, key: str, version_id: str | None = None) -> Mapping[str, Any]:
+        data = self.objects[(bucket, key)]
+        return {"ContentLength": len(data), "ETag": '"etag-%d"' % len(data), "VersionId": version_id or "v1"}
+
+    def read_range(self, bucket: str, key: str, start: int, end: int, version_id: str | None = None) -> bytes:
+        return self.objects[(bucket, key)][start:end]
+
+    def upload_file(self, path: Path, bucket: str, key: str, content_type: str | None = None) -> None:
+        self.put(bucket, key, Path(path).read_bytes())
+
+    def put_json(self, bucket: str, key: str, document: Any) -> str:
+        self.put(bucket, key, json.dumps(document, default=str).encode())
+        return s3_uri(bucket, key)
+
+    def get_json(self, uri: str) -> Any:
+        return json.loads(self.objects[split_uri(uri)])
+
+    def list_keys(self, bucket: str, prefix: str) -> Iterator[tuple[str, int, Any]]:
+        for (b, k), data in sorted(self.objects.items()):
+            if b == bucket and k.startswith(prefix):
+                yield k, len(data), self.modified[(b, k)]
+
+    def delete_keys(self, bucket: str, keys: list[str]) -> int:
+        n = 0
+        for k in keys:
+            n += self.objects.pop((bucket, k), None) is not None
+        return n
+
+
+class MemoryRunTable:
+    """RunTable in memory."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, dict[str, Any]] = {}
+
+    def put_run(self, item: Mapping[str, Any]) -> None:
+        self.items[item["run_id"]] = json.loads(json.dumps(dict(item), default=str))
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        return self.items.get(run_id)
+
+    def _newest(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return sorted(items, key=lambda i: str(i.get("started_at", "")), reverse=True)
+
+    def runs_of_dataset(self, dataset: str, limit: int = 50) -> list[dict[str, Any]]:
+        return self._newest([i for i in self.items.values() if i.get("dataset") == dataset])[:limit]
+
+    def runs_by_source(self, source_uri: str) -> list[dict[str, Any]]:
+        return self._newest([i for i in self.items.values() if i.get("source_uri") == source_uri])
+
+    def run_ids_with_status(self, status: str) -> list[str]:
+        return [k for k, i in self.items.items() if i.get("status") == status]
+
+    def recent_runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        return self._newest(list(self.items.values()))[:limit]
+
+
+class MemoryExecutions:
+    """Executions in memory, refusing a reused name like Step Functions."""
+
+    def __init__(self) -> None:
+        self.started: dict[str, Mapping[str, Any]] = {}
+
+    def start(self, state_machine_arn: str, name: str, payload: Mapping[str, Any]) -> bool:
+        if name in self.started:
+            return False
+        self.started[name] = payload
+        return True
