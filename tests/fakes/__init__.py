@@ -94,3 +94,20 @@ class MemoryExecutions:
             return False
         self.started[name] = payload
         return True
+
+
+class FakeLambdaContext:
+    """The attributes of a Lambda context that Powertools reads."""
+
+    def __init__(self, function_name: str = "test-function", timeout_ms: int = 60_000) -> None:
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = 512
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
+        self.aws_request_id = "c6af9ac6-7b61-11e6-9a41-93e812345678"
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = "2026/11/23/[$LATEST]abcdef"
+        self._deadline = timeout_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self._deadline
