@@ -28,7 +28,7 @@ class MemoryStore:
 
     def head(self, bucket: str, key: str, version_id: str | None = None) -> Mapping[str, Any]:
         data = self.objects[(bucket, key)]
-        return {"ContentLength": len(data), "ETag": '"etag-%d"' % len(data), "VersionId": version_id or "v1"}
+        return {"ContentLength": len(data), "ETag": f'"etag-{len(data)}"', "VersionId": version_id or "v1"}
 
     def read_range(self, bucket: str, key: str, start: int, end: int, version_id: str | None = None) -> bytes:
         return self.objects[(bucket, key)][start:end]

@@ -5,7 +5,15 @@ from datetime import UTC, datetime, timedelta
 
 from sluice.cleanup import clean, run_of_output
 from sluice.contracts import load_contracts
-from sluice.runs import FAILED, RUNNING, SUCCEEDED, SUPERSEDED, failed_record, succeeded_record, supersede_older_versions
+from sluice.runs import (
+    FAILED,
+    RUNNING,
+    SUCCEEDED,
+    SUPERSEDED,
+    failed_record,
+    succeeded_record,
+    supersede_older_versions,
+)
 from tests.fakes import MemoryRunTable, MemoryStore
 
 CONTRACTS = load_contracts("contracts")
