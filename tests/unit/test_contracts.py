@@ -61,7 +61,7 @@ def test_resolution_longest_prefix_glob_and_unknown():
     assert resolve_dataset("sales/eu/2024.csv", cs).dataset == "sales_eu"
     assert resolve_dataset("sales/us/2024.csv", cs).dataset == "sales"
     assert resolve_dataset("a/b/logs/x.csv", cs).dataset == "logs"
-    with pytest.raises(UnknownDatasetError, match="no dataset contract matches key 'other/x.csv'"):
+    with pytest.raises(UnknownDatasetError, match=r"no dataset contract matches key 'other/x\.csv'"):
         resolve_dataset("other/x.csv", cs)
     with pytest.raises(UnknownDatasetError, match="matches several contracts equally"):
         resolve_dataset("sales/x.csv", [general, contract(dataset="sales2")])
