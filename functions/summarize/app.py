@@ -18,11 +18,17 @@ tracer = Tracer()
 @logger.inject_lambda_context(correlation_id_path="run_id")
 @tracer.capture_lambda_handler
 def handler(event: TransformResult, context: LambdaContext) -> TransformResult:
-    """Write the run summary (counts, bytes, schema, timings, outputs); pass the input on."""
+    """Write the run summary (counts, bytes, schema, timings, outputs); pass the input on.
+
+    Runs of earlier versions this one replaced are listed in ``superseded_run_ids`` (Publish
+    withdraws their aggregates).
+    """
     cfg = settings()
     store, runs = S3Store(), DynamoRunTable(cfg.runs_table)
     record: dict[str, Any] = succeeded_record(event, store.get_json(event["manifest_uri"]), cfg.run_retention_days)
     runs.put_run(record)
     superseded = supersede_older_versions(record, runs, store)
     logger.info("run recorded", status=record["status"], superseded=superseded)
+    if superseded:
+        event["superseded_run_ids"] = superseded
     return event

@@ -126,8 +126,8 @@ class Column(_Model):
 
     @property
     def header_name(self) -> str:
-        """The name this column has in the CSV header."""
-        return self.source or self.name
+        """The name this column has in the CSV header (``source: ""`` names an empty header cell)."""
+        return self.source if self.source is not None else self.name
 
     @property
     def decimal_precision_scale(self) -> tuple[int, int] | None:

@@ -52,7 +52,7 @@ def sources_in(event: Mapping[str, Any]) -> Iterator[SourceObject]:
             bucket=detail["bucket"]["name"],
             key=unquote_plus(obj["key"]),
             version_id=obj.get("version-id"),
-            etag=obj.get("etag"),
+            etag=obj.get("etag") or obj.get("eTag"),  # AWS sends "etag"; moto's local events "eTag"
             size=int(obj.get("size") or 0),
         )
     else:

@@ -54,6 +54,10 @@ class TransformResult(TypedDict):
     manifest_uri: str  # JSON: output files, partitions, schema, reject counts per rule
     quarantine_uri: NotRequired[str | None]
     duration_ms: int
+    # JSON list of the run's partial aggregate records (sluice.aggregates.PartialAggregator.records)
+    partials_uri: NotRequired[str]
+    # Runs of earlier versions of the same raw object this run replaced (Publish withdraws their aggregates)
+    superseded_run_ids: NotRequired[list[str]]
 
 
 class FailureInput(TypedDict):

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
 
-from localcloud import LocalCloud
+from localcloud.remote import RemoteCloud
 from sluice_cli.connection import Connection
 from sluice_cli.query_cmd import s3_filesystem
 
@@ -20,20 +19,20 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="session")
-def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
-    with LocalCloud(ROOT, log_dir=tmp_path_factory.mktemp("lambda-logs")) as c:
-        yield c
+def cloud(local_cloud: RemoteCloud) -> RemoteCloud:
+    """The session's local cloud (a subprocess: moto's mock_aws in other tiers cannot reset it)."""
+    return local_cloud
 
 
 @pytest.fixture(scope="session")
-def conn(cloud: LocalCloud) -> Connection:
+def conn(cloud: RemoteCloud) -> Connection:
     return Connection(cloud.endpoint, cloud.resources)
 
 
 class Pipeline:
     """Helpers to drive the deployed stack the way a user does."""
 
-    def __init__(self, cloud: LocalCloud, conn: Connection) -> None:
+    def __init__(self, cloud: RemoteCloud, conn: Connection) -> None:
         self.cloud, self.conn = cloud, conn
         self.s3 = conn.client("s3")
         self.raw = conn.resource("RawBucket")
@@ -81,5 +80,5 @@ class Pipeline:
 
 
 @pytest.fixture(scope="session")
-def pipeline(cloud: LocalCloud, conn: Connection) -> Pipeline:
+def pipeline(cloud: RemoteCloud, conn: Connection) -> Pipeline:
     return Pipeline(cloud, conn)

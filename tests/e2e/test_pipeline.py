@@ -49,8 +49,12 @@ def test_file_lands_as_partitioned_parquet_with_summary_and_quarantine(pipeline:
     assert pipeline.keys(pipeline.quarantine, prefix) == [prefix + "rejected.csv", prefix + "report.json"]
     s3 = pipeline.s3
     rejected = s3.get_object(Bucket=pipeline.quarantine, Key=prefix + "rejected.csv")["Body"].read().decode()
-    rejected_ids = {line.split(",")[0] for line in rejected.splitlines()[1:]}
-    assert rejected_ids == BAD_ORDER_IDS
+    quarantined = list(csv.DictReader(io.StringIO(rejected)))
+    assert {r["_text"].split(",")[0] for r in quarantined} == BAD_ORDER_IDS
+    lines = SAMPLE.decode().splitlines()
+    for r in quarantined:
+        assert lines[int(r["_line"]) - 1] == r["_text"], "quarantine keeps the original text and its line"
+    assert {r["_rule"] for r in quarantined} >= {"country.in", "quantity.min", "row.fields"}
     report = json.loads(s3.get_object(Bucket=pipeline.quarantine, Key=prefix + "report.json")["Body"].read())
     assert sum(report["rejects_by_rule"].values()) == len(BAD_ORDER_IDS)
     assert s3.get_object(Bucket=pipeline.raw, Key=key)["Body"].read() == SAMPLE

@@ -1,0 +1,58 @@
+"""Publish function: put a run's partial aggregates on the Kinesis stream, once per run.
+
+Exactness does not depend on running once: records carry run id, sequence and source, and the
+aggregator counts each (item, source) once. Powertools idempotency (keyed by run id) only saves a
+duplicate invocation - a Step Functions retry after a lost response, a redrive - from re-putting.
+"""
+
+import os
+from collections.abc import Callable
+from functools import cache
+from typing import Any, cast
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from sluice.adapters.clients import RETRIES
+from sluice.adapters.kinesis import KinesisPublisher
+from sluice.adapters.s3 import S3Store
+from sluice.payloads import TransformResult
+from sluice.publication import Published, publish_run
+from sluice.settings import settings
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+IDEMPOTENCY = IdempotencyConfig(event_key_jmespath="run_id", expires_after_seconds=14 * 24 * 3600)
+
+
+def _publish(run: TransformResult) -> Published:
+    stream = KinesisPublisher(os.environ["STREAM_NAME"])
+    return publish_run(run, S3Store(), stream, work_bucket=settings().work_bucket)
+
+
+@cache
+def _publish_once() -> Callable[..., Published]:
+    """`_publish` guarded by Powertools idempotency (DynamoDB persistence), built once per process."""
+    persistence = DynamoDBPersistenceLayer(table_name=os.environ["IDEMPOTENCY_TABLE"], boto_config=RETRIES)
+    guard = idempotent_function(data_keyword_argument="run", persistence_store=persistence, config=IDEMPOTENCY)
+    return cast(Callable[..., Published], guard(_publish))
+
+
+@logger.inject_lambda_context(correlation_id_path="run_id")
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: TransformResult, context: LambdaContext) -> dict[str, Any]:
+    """Publish the run's partials; returns the input plus ``records`` (and ``withdrawn``)."""
+    IDEMPOTENCY.register_lambda_context(context)
+    logger.append_keys(dataset=event["dataset"])
+    published = _publish_once()(run=event)
+    metrics.add_metric("PartialsPublished", MetricUnit.Count, published["records"])
+    logger.info("published", records=published["records"], withdrawn=published["withdrawn"])
+    return {**event, **published}

@@ -1,0 +1,310 @@
+"""DynamoDB adapter for the aggregates table (keys ``pk``/``sk``, index ``gsi1``; see docs/aggregates.md).
+
+Item kinds, all in the one table:
+
+* aggregate - ``pk = AGG#<dataset>#<bucket_seconds>``, ``sk = <bucket start>#<group>``,
+  ``gsi1pk = AGG#<dataset>#<bucket_seconds>#<group>``, ``gsi1sk = <bucket start>``;
+  readable attributes (``count``, ``measures``, ``distinct``, ``group``...) plus ``values``, the
+  exact mergeable JSON (with sketches), and the ledger (``sources``, ``shards``, ``rev``);
+* contribution - ``pk = CON#<dataset>#<bucket_seconds>#<bucket start>#<group>``,
+  ``sk = src:<source id>`` or ``shard:<shard id>`` (not in ``gsi1``);
+* dataset listing - ``pk = DATASETS``, ``sk = <dataset>#<bucket_seconds>``.
+
+``<bucket start>`` is ``2026-11-01T10:00:00Z`` (``none`` for rows without a time) and ``<group>``
+the JSON array of dimension values in dimension-name order, e.g. ``["DE"]``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from sluice.adapters.clients import client as cached_client
+from sluice.aggregates import ItemKey, Values, iso_seconds, parse_iso_seconds
+from sluice.windows import Contribution, StoredAggregate
+
+DATASETS_PK = "DATASETS"
+NO_TIME = "none"
+MAX_NUMBER_DIGITS = 38
+_SERIALIZE = TypeSerializer().serialize
+_DESERIALIZE = TypeDeserializer().deserialize
+
+
+# ---------------------------------------------------------------------------------------- keys
+def aggregate_pk(dataset: str, bucket_seconds: int) -> str:
+    """Partition of a dataset's aggregates at one bucket size (dashboards query it by time)."""
+    return f"AGG#{dataset}#{bucket_seconds}"
+
+
+def aggregate_sk(key: ItemKey) -> str:
+    """``<bucket start>#<group>``: time-ordered within the dataset."""
+    return f"{key.bucket_iso or NO_TIME}#{key.group_key}"
+
+
+def group_pk(dataset: str, bucket_seconds: int, group_key: str) -> str:
+    """``gsi1`` partition of one group's time series."""
+    return f"AGG#{dataset}#{bucket_seconds}#{group_key}"
+
+
+def contribution_pk(key: ItemKey) -> str:
+    """Partition holding the contributions of one aggregate item."""
+    return f"CON#{key.dataset}#{key.bucket_seconds}#{key.bucket_iso or NO_TIME}#{key.group_key}"
+
+
+# ---------------------------------------------------------------------------------------- attribute values
+def _number(value: Decimal) -> Decimal | str:
+    """A DynamoDB number when it fits (38 digits), else its exact text."""
+    return value if len(value.as_tuple().digits) <= MAX_NUMBER_DIGITS else format(value, "f")
+
+
+def _readable_measures(values: Values) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for col, m in values.measures.items():
+        entry: dict[str, Any] = {"n": m.n}
+        for op in ("sum", "min", "max"):
+            v = getattr(m, op)
+            if v is not None:
+                entry[op] = _number(v) if isinstance(v, Decimal) else v
+        out[col] = entry
+    return out
+
+
+def _to_av(document: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _SERIALIZE(_plain(v)) for k, v in document.items() if v is not None}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _from_av(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _DESERIALIZE(v) for k, v in item.items()}
+
+
+def item_key(item: Mapping[str, Any]) -> ItemKey:
+    """The :class:`ItemKey` of a deserialized aggregate or contribution item."""
+    group = item.get("group") or {}
+    dims = tuple(sorted((str(k), _scalar(v)) for k, v in group.items()))
+    start = item.get("bucket_start")
+    return ItemKey(str(item["dataset"]), int(item["bucket_seconds"]),
+                   None if start is None else parse_iso_seconds(str(start)), dims)
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() and "." not in str(value) else float(value)
+    return value
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# ---------------------------------------------------------------------------------------- store
+class DynamoAggregateStore:
+    """:class:`sluice.windows.AggregateStore` on the aggregates table, plus the reads of dashboards."""
+
+    def __init__(self, table_name: str, *, client: Any = None, retention_days: int | None = None) -> None:
+        self.table = table_name
+        self._ddb = client if client is not None else cached_client("dynamodb")
+        self.retention_days = retention_days
+        self._registered: set[tuple[str, int]] = set()
+
+    # ------------------------------------------------------------------ writes (AggregateStore)
+    def get_aggregate(self, key: ItemKey) -> StoredAggregate | None:
+        """The item (strongly consistent), or None."""
+        item = self._get(aggregate_pk(key.dataset, key.bucket_seconds), aggregate_sk(key))
+        if item is None:
+            return None
+        return StoredAggregate(key, Values.from_json(json.loads(item["values"])), int(item["rev"]),
+                               dict(item.get("sources") or {}), dict(item.get("shards") or {}))
+
+    def put_aggregate(self, aggregate: StoredAggregate, expected_rev: int | None) -> bool:
+        """Write the item if its revision is still `expected_rev` (None: absent)."""
+        key, values = aggregate.key, aggregate.values
+        now = _now()
+        document = {
+            "pk": aggregate_pk(key.dataset, key.bucket_seconds),
+            "sk": aggregate_sk(key),
+            "gsi1pk": group_pk(key.dataset, key.bucket_seconds, key.group_key),
+            "gsi1sk": key.bucket_iso or NO_TIME,
+            "kind": "aggregate",
+            "dataset": key.dataset,
+            "bucket_seconds": key.bucket_seconds,
+            "bucket_start": key.bucket_iso,
+            "bucket_end": None if key.bucket_start is None else iso_seconds(key.bucket_start + key.bucket_seconds),
+            "group": key.group_dict,
+            "group_key": key.group_key,
+            "count": values.count,
+            "measures": _readable_measures(values),
+            "distinct": {c: s.estimate() for c, s in values.distinct.items()},
+            "distinct_exact": {c: s.exact for c, s in values.distinct.items()},
+            "values": json.dumps(values.to_json(), separators=(",", ":")),
+            "sources": aggregate.sources,
+            "shards": aggregate.shards,
+            "rev": aggregate.rev,
+            "updated_at": now.isoformat(timespec="milliseconds"),
+            "expires_at": self._expiry(now),
+        }
+        return self._put(document, expected_rev)
+
+    def delete_aggregate(self, key: ItemKey, expected_rev: int) -> bool:
+        """Delete the item if its revision is still `expected_rev`."""
+        try:
+            self._ddb.delete_item(
+                TableName=self.table,
+                Key=_to_av({"pk": aggregate_pk(key.dataset, key.bucket_seconds), "sk": aggregate_sk(key)}),
+                ConditionExpression="#rev = :rev",
+                ExpressionAttributeNames={"#rev": "rev"},
+                ExpressionAttributeValues={":rev": {"N": str(expected_rev)}},
+            )
+        except ClientError as exc:
+            if _condition_failed(exc):
+                return False
+            raise
+        return True
+
+    def get_contribution(self, key: ItemKey, contributor: str) -> Contribution | None:
+        """One contribution (strongly consistent), or None."""
+        item = self._get(contribution_pk(key), contributor)
+        return None if item is None else _contribution(key, item)
+
+    def put_contribution(self, contribution: Contribution, expected_rev: int | None) -> bool:
+        """Write the contribution if its revision is still `expected_rev` (None: absent)."""
+        key = contribution.key
+        now = _now()
+        document = {
+            "pk": contribution_pk(key),
+            "sk": contribution.contributor,
+            "kind": "contribution",
+            "dataset": key.dataset,
+            "bucket_seconds": key.bucket_seconds,
+            "bucket_start": key.bucket_iso,
+            "group": key.group_dict,
+            "values": json.dumps(contribution.values.to_json(), separators=(",", ":")),
+            "count": contribution.values.count,
+            "rev": contribution.rev,
+            "run_id": contribution.run_id,
+            "ord": contribution.order,
+            "seq": contribution.seq,
+            "hw": contribution.hw,
+            "updated_at": now.isoformat(timespec="milliseconds"),
+            "expires_at": self._expiry(now),
+        }
+        return self._put(document, expected_rev)
+
+    def list_contributions(self, key: ItemKey) -> list[Contribution]:
+        """Every contribution of the item (strongly consistent)."""
+        return [_contribution(key, item) for item in self._query(
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": contribution_pk(key)}},
+            ConsistentRead=True,
+        )]
+
+    def register_dataset(self, dataset: str, bucket_seconds: int) -> None:
+        """Note that `dataset` has aggregates of this bucket size (once per process)."""
+        if (dataset, bucket_seconds) in self._registered:
+            return
+        self._ddb.put_item(TableName=self.table, Item=_to_av({
+            "pk": DATASETS_PK, "sk": f"{dataset}#{bucket_seconds}", "kind": "dataset", "dataset": dataset,
+            "bucket_seconds": bucket_seconds, "updated_at": _now().isoformat(timespec="milliseconds"),
+        }))
+        self._registered.add((dataset, bucket_seconds))
+
+    # ------------------------------------------------------------------ reads (dashboards, CLI)
+    def list_datasets(self) -> list[tuple[str, int]]:
+        """``(dataset, bucket_seconds)`` of every dataset with aggregates."""
+        items = self._query(KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": DATASETS_PK}})
+        return [(str(i["dataset"]), int(i["bucket_seconds"])) for i in items]
+
+    def query_dataset(
+        self, dataset: str, bucket_seconds: int, since: str | None = None, until: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Aggregate items of a dataset whose bucket starts in ``[since, until)`` (ISO, UTC), oldest first.
+
+        Without `since` and `until`, the no-time bucket is included (last).
+        """
+        values: dict[str, Any] = {":pk": {"S": aggregate_pk(dataset, bucket_seconds)}}
+        condition = "pk = :pk"
+        if since is not None or until is not None:
+            condition += " AND sk BETWEEN :lo AND :hi"
+            values[":lo"] = {"S": since or "0"}
+            values[":hi"] = {"S": until or "9999-12-31T23:59:59Z~"}
+        return list(self._query(KeyConditionExpression=condition, ExpressionAttributeValues=values))
+
+    def query_group(
+        self, dataset: str, bucket_seconds: int, group_key: str, since: str | None = None, until: str | None = None
+    ) -> list[dict[str, Any]]:
+        """One group's time series (index ``gsi1``), oldest first."""
+        values: dict[str, Any] = {":pk": {"S": group_pk(dataset, bucket_seconds, group_key)}}
+        condition = "gsi1pk = :pk"
+        if since is not None or until is not None:
+            condition += " AND gsi1sk BETWEEN :lo AND :hi"
+            values[":lo"] = {"S": since or "0"}
+            values[":hi"] = {"S": until or "9999-12-31T23:59:59Z~"}
+        return list(self._query(IndexName="gsi1", KeyConditionExpression=condition, ExpressionAttributeValues=values))
+
+    # ------------------------------------------------------------------ plumbing
+    def _expiry(self, now: datetime) -> int | None:
+        if not self.retention_days:
+            return None
+        return int((now + timedelta(days=self.retention_days)).timestamp())
+
+    def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        resp = self._ddb.get_item(TableName=self.table, Key=_to_av({"pk": pk, "sk": sk}), ConsistentRead=True)
+        item = resp.get("Item")
+        return _from_av(item) if item else None
+
+    def _put(self, document: Mapping[str, Any], expected_rev: int | None) -> bool:
+        condition: dict[str, Any]
+        if expected_rev is None:
+            condition = {"ConditionExpression": "attribute_not_exists(pk)"}
+        else:
+            condition = {
+                "ConditionExpression": "#rev = :rev",
+                "ExpressionAttributeNames": {"#rev": "rev"},
+                "ExpressionAttributeValues": {":rev": {"N": str(expected_rev)}},
+            }
+        try:
+            self._ddb.put_item(TableName=self.table, Item=_to_av(document), **condition)
+        except ClientError as exc:
+            if _condition_failed(exc):
+                return False
+            raise
+        return True
+
+    def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        paginator = self._ddb.get_paginator("query")
+        for page in paginator.paginate(TableName=self.table, **kwargs):
+            for item in page.get("Items", []):
+                yield _from_av(item)
+
+
+def _contribution(key: ItemKey, item: Mapping[str, Any]) -> Contribution:
+    seq = item.get("seq")
+    return Contribution(
+        key=key,
+        contributor=str(item["sk"]),
+        values=Values.from_json(json.loads(item["values"])),
+        rev=int(item["rev"]),
+        run_id=item.get("run_id"),
+        order=item.get("ord"),
+        seq=None if seq is None else int(seq),
+        hw=item.get("hw"),
+    )
+
+
+def _condition_failed(exc: ClientError) -> bool:
+    return bool(exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
