@@ -19,13 +19,22 @@ from sluice.errors import SluiceError
 from sluice_cli.connection import Connection, NoLocalCloudError, project_root, running
 from sluice_cli.seeding import load_event, upload_samples
 
-# The state machine's task order, with the event each step's successor's event depends on.
+# The state machine's tasks in order, each with its event: a step's event refers to what the steps
+# before it wrote (run "orders-sample-0001"), so on a fresh cloud they run first.
 PIPELINE = (
     ("ValidateFunction", "events/validate.json"),
     ("TransformFunction", "events/transform.json"),
     ("SummarizeFunction", "events/summarize.json"),
     ("PublishFunction", "events/publish.json"),
 )
+# The event each function is invoked with when `-e` is not given.
+DEFAULT_EVENTS = {
+    **dict(PIPELINE),
+    "StartFunction": "events/s3.json",
+    "RecordFailureFunction": "events/record-failure.json",
+    "AggregateFunction": "events/kinesis.json",
+    "CleanupFunction": "events/schedule.json",
+}
 
 
 def register(subparsers: Any) -> None:
@@ -33,7 +42,8 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("invoke", help="run one function's handler with an event (sam local invoke, no Docker)")
     p.add_argument("function", help="logical id (TransformFunction) or short name (transform)")
     p.add_argument(
-        "-e", "--event", required=True, type=Path, help="event JSON file (${LogicalId} placeholders allowed)"
+        "-e", "--event", type=Path,
+        help="event JSON file (${LogicalId} placeholders allowed); default: the function's event in events/",
     )
     p.add_argument("--build", action="store_true", help="run the `sam build` artifact instead of the sources")
     p.set_defaults(func=run)
@@ -86,8 +96,9 @@ def run(args: argparse.Namespace) -> int:
     root = project_root()
     console = Console(stderr=True)
     function = resolve_function(args.function, root)
-    if not args.event.is_file():
-        raise SluiceError(f"event file {args.event} does not exist")
+    event_file = args.event or (root / DEFAULT_EVENTS[function] if function in DEFAULT_EVENTS else None)
+    if event_file is None or not event_file.is_file():
+        raise SluiceError(f"event file {event_file} does not exist (pass one with -e)")
     try:
         conn = running(root)
         cloud = None
@@ -100,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if cloud is not None:
             _prepare(conn, root, function, console)
-        payload, error = invoke(conn, function, load_event(args.event, conn))
+        payload, error = invoke(conn, function, load_event(event_file, conn))
         if cloud is not None:
             cloud.wait_idle(timeout=300)
     finally:

@@ -15,7 +15,6 @@ from sluice_cli.query_cmd import s3_filesystem
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +43,7 @@ class Pipeline:
         return str(self.s3.put_object(Bucket=self.raw, Key=key, Body=data)["VersionId"])
 
     def settle(self) -> None:
-        self.cloud.wait_idle(timeout=300)
+        self.cloud.wait_idle(timeout=120)
 
     def executions(self) -> list[dict[str, Any]]:
         sfn = self.conn.client("stepfunctions")

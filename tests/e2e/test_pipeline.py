@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = (ROOT / "samples/orders/orders-2026-11-01.csv").read_bytes()
 BAD_ORDER_IDS = {"O-910001", "O-910002", "O-910003", "O-910004", "O-910005"}
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 
 def good_rows(data: bytes) -> list[dict[str, str]]:
