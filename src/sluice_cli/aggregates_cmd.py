@@ -7,13 +7,13 @@ import json
 from datetime import datetime
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
 from sluice.adapters.aggregates_table import DynamoAggregateStore
 from sluice.aggregate_reads import AggregateRow, parse_time, read_aggregates
 from sluice.errors import SluiceError
 from sluice_cli.connection import Connection, running
+from sluice_cli.display import make_console
 
 
 def register(subparsers: Any) -> None:
@@ -73,5 +73,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.to_json() for r in rows], indent=2))
     else:
-        Console().print(aggregates_table(rows))
+        make_console().print(aggregates_table(rows))
     return 0

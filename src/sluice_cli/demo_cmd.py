@@ -13,10 +13,12 @@ from rich.panel import Panel
 
 from sluice.contracts import load_contracts
 from sluice_cli.connection import Connection, project_root
+from sluice_cli.display import make_console
 from sluice_cli.query_cmd import query, result_table
-from sluice_cli.runs_cmd import runs_table
+from sluice_cli.runs_cmd import failure_lines, runs_table
 from sluice_cli.seeding import sample_files, upload_samples
 
+SHOWN_AGGREGATES = 8
 DEMO_SQL = (
     "select order_date, country, count(*) as orders, sum(amount) as revenue "
     "from orders group by all order by order_date, revenue desc limit 12"
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from localcloud import LocalCloud
     from sluice.adapters.runs_table import DynamoRunTable
 
-    console = Console()
+    console = make_console()
     root = project_root()
     checks = Checks()
     console.print(Panel.fit("sluice demo: CSV in S3 → Step Functions → Parquet, run summaries, live aggregates",
@@ -91,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         done = wait_for_runs(conn, len(keys), args.timeout, console)
         checks.expect(len(done) == len(keys), f"{len(keys)} uploads started {len(done)} executions", console)
 
-        first = keys[0]
+        first = next((k for k in keys if k.startswith("orders/") and "bad" not in k), keys[0])
         upload_samples(conn, root, only=[first])
         cloud.wait_idle(timeout=args.timeout)
         again = executions(conn)
@@ -102,7 +104,10 @@ def run(args: argparse.Namespace) -> int:
         with conn.environment():
             runs = DynamoRunTable(conn.resource("RunsTable")).recent_runs(100)
         console.print(runs_table(runs, "run summaries (runs table)"))
+        for line in failure_lines(runs):
+            console.print(line)
         _check_runs(runs, samples, root, checks, console)
+        _show_parquet(conn, console)
         _show_aggregates(conn, console, checks)
 
         columns, rows = query(conn, DEMO_SQL)
@@ -140,12 +145,32 @@ def _check_runs(runs: list[dict[str, Any]], samples: list[tuple[Path, str]], roo
                       f"{run.get('rows_rejected')} quarantined", console)
 
 
+def _show_parquet(conn: Connection, console: Console) -> None:
+    s3, bucket = conn.client("s3"), conn.resource("CuratedBucket")
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    objects = [o for page in pages for o in page.get("Contents", [])]
+    console.print(f"Parquet written to s3://{bucket}/ ({len(objects)} files, zstd, hive partitions):")
+    for obj in objects:
+        console.print(f"  {obj['Key']}  [dim]{obj['Size']:,} bytes[/]")
+
+
 def _show_aggregates(conn: Connection, console: Console, checks: Checks) -> None:
-    try:
-        from sluice_cli.aggregates_cmd import aggregates_table, fetch_aggregates
-    except ImportError:
-        console.print("[yellow]aggregates: not available yet[/]")
-        return
+    from decimal import Decimal
+
+    from sluice_cli.aggregates_cmd import aggregates_table, fetch_aggregates
+
     items = fetch_aggregates(conn, dataset="orders")
-    console.print(aggregates_table(items))
-    checks.expect(bool(items), f"{len(items)} aggregate windows in DynamoDB", console)
+    shown = items[-SHOWN_AGGREGATES:]
+    console.print(aggregates_table(shown))
+    console.print(f"[dim]latest {len(shown)} of {len(items)} hourly aggregates by country (sluice aggregates)[/]")
+    streamed: dict[str, tuple[int, Decimal]] = {}
+    for item in items:
+        country = str(item.group.get("country"))
+        count, revenue = streamed.get(country, (0, Decimal(0)))
+        amount = item.values.measures["amount"].sum
+        streamed[country] = (count + item.values.count, revenue + Decimal(str(amount or 0)))
+    _, rows = query(conn, "select country, count(*), sum(amount) from orders group by country")
+    curated = {str(c): (int(n), Decimal(str(total))) for c, n, total in rows}
+    checks.expect(bool(items) and streamed == curated,
+                  f"aggregates from the stream equal a DuckDB GROUP BY over the Parquet ({len(curated)} countries, "
+                  f"{sum(n for n, _ in curated.values())} orders)", console)

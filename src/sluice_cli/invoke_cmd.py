@@ -17,6 +17,7 @@ from rich.console import Console
 
 from sluice.errors import SluiceError
 from sluice_cli.connection import Connection, NoLocalCloudError, project_root, running
+from sluice_cli.display import make_console
 from sluice_cli.seeding import load_event, upload_samples
 
 # The state machine's tasks in order, each with its event: a step's event refers to what the steps
@@ -94,7 +95,7 @@ def _prepare(conn: Connection, root: Path, function: str, console: Console) -> N
 def run(args: argparse.Namespace) -> int:
     """Invoke and print the handler's return value as JSON (exit 1 on a function error)."""
     root = project_root()
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     function = resolve_function(args.function, root)
     event_file = args.event or (root / DEFAULT_EVENTS[function] if function in DEFAULT_EVENTS else None)
     if event_file is None or not event_file.is_file():

@@ -9,9 +9,8 @@ import threading
 import urllib.request
 from typing import Any
 
-from rich.console import Console
-
 from sluice_cli.connection import STATE_FILE, project_root, running
+from sluice_cli.display import make_console
 
 
 def register(subparsers: Any) -> None:
@@ -36,7 +35,7 @@ def up_cmd(args: argparse.Namespace) -> int:
     from sluice_cli.connection import Connection
     from sluice_cli.seeding import upload_samples
 
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     root = project_root()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

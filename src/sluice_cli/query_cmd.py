@@ -11,11 +11,11 @@ import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
-from rich.console import Console
 from rich.table import Table
 
 from sluice.contracts import Contract, load_contracts
 from sluice_cli.connection import REGION, Connection, project_root, running
+from sluice_cli.display import make_console
 
 _PARTITION_TYPES = {"date": pa.date32(), "month": pa.string(), "year": pa.int32(), "identity": pa.string()}
 
@@ -89,5 +89,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], indent=2, default=str))
     else:
-        Console().print(result_table(columns, rows))
+        make_console().print(result_table(columns, rows))
     return 0

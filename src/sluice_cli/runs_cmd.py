@@ -6,11 +6,11 @@ import argparse
 import json
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
 from sluice.adapters.runs_table import DynamoRunTable
 from sluice_cli.connection import running
+from sluice_cli.display import make_console
 
 
 def register(subparsers: Any) -> None:
@@ -31,24 +31,30 @@ def fetch_runs(dataset: str | None, limit: int) -> list[dict[str, Any]]:
 
 
 def runs_table(runs: list[dict[str, Any]], title: str = "runs") -> Table:
-    """A rich table of run summaries."""
+    """A rich table of run summaries (failure reasons: :func:`failure_lines`)."""
     table = Table(title=title, title_justify="left")
-    for col, justify in (("source", "left"), ("dataset", "left"), ("status", "left"), ("rows in", "right"),
-                         ("out", "right"), ("rejected", "right"), ("files", "right"), ("ms", "right"),
-                         ("reason / quarantine", "left")):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for col, justify in (("raw key", "left"), ("dataset", "left"), ("status", "left"), ("rows in", "right"),
+                         ("out", "right"), ("rejected", "right"), ("files", "right"), ("ms", "right")):
+        table.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
     colours = {"SUCCEEDED": "green", "FAILED": "red", "RUNNING": "yellow", "SUPERSEDED": "dim"}
     for r in runs:
         status = str(r.get("status", "?"))
-        note = r.get("reason") or r.get("quarantine_uri") or ""
         table.add_row(
             str(r.get("source_uri", "")).split("/", 3)[-1],
             str(r.get("dataset", "")),
             f"[{colours.get(status, 'white')}]{status}[/]",
             *(str(r.get(k, "")) for k in ("rows_in", "rows_out", "rows_rejected", "output_files", "duration_ms")),
-            str(note)[:160],
         )
     return table
+
+
+def failure_lines(runs: list[dict[str, Any]]) -> list[str]:
+    """One line per failed run: its raw key, error type and reason."""
+    return [
+        f"[red]{str(r.get('source_uri', '')).split('/', 3)[-1]}[/]: {r.get('error_type', '')}: {r.get('reason', '')}"
+        for r in runs
+        if r.get("status") == "FAILED"
+    ]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,5 +63,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(runs, indent=2, default=str))
     else:
-        Console().print(runs_table(runs))
+        console = make_console()
+        console.print(runs_table(runs))
+        for line in failure_lines(runs):
+            console.print(line)
     return 0
