@@ -21,11 +21,16 @@ def plain_template(types: tuple[str, ...] = PLAIN_TYPES) -> dict[str, Any]:
     """template.yaml reduced to its resources of `types` (with the parameters they use)."""
     template = load(str(ROOT / "template.yaml"))
     resources = {k: v for k, v in template["Resources"].items() if v["Type"] in types}
-    return json.loads(json.dumps({
-        "AWSTemplateFormatVersion": "2010-09-09",
-        "Parameters": template.get("Parameters", {}),
-        "Resources": resources,
-    }, default=str))
+    return json.loads(
+        json.dumps(
+            {
+                "AWSTemplateFormatVersion": "2010-09-09",
+                "Parameters": template.get("Parameters", {}),
+                "Resources": resources,
+            },
+            default=str,
+        )
+    )
 
 
 def deploy(cfn: Any, stack_name: str = "sluice-test", types: tuple[str, ...] = PLAIN_TYPES) -> dict[str, str]:

@@ -67,13 +67,21 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         failures = response.get("batchItemFailures", [])
     state = window.close(final=bool(stream.is_final_invoke_for_window or stream.is_window_terminated_early))
     for seq, reason in window.poison:
-        logger.warning("record cannot be aggregated; Lambda retries it, then sends it to the DLQ",
-                       sequence_number=seq, reason=reason)
+        logger.warning(
+            "record cannot be aggregated; Lambda retries it, then sends it to the DLQ",
+            sequence_number=seq,
+            reason=reason,
+        )
     for conflict in window.report.conflicts:
         logger.error("overlapping replay not applied (see docs/aggregates.md)", contribution=conflict)
     metrics.add_metric("RecordsFolded", MetricUnit.Count, window.folded)
     metrics.add_metric("PoisonRecords", MetricUnit.Count, len(window.poison))
     metrics.add_metric("ItemsWritten", MetricUnit.Count, window.report.items)
-    logger.info("window batch", final=stream.is_final_invoke_for_window, flushes=window.report.flushes,
-                outcomes=window.report.outcomes, state_records=window.state.folded)
+    logger.info(
+        "window batch",
+        final=stream.is_final_invoke_for_window,
+        flushes=window.report.flushes,
+        outcomes=window.report.outcomes,
+        state_records=window.state.folded,
+    )
     return {"state": state, "batchItemFailures": failures}

@@ -27,5 +27,9 @@ def handler(event: FailureInput, context: LambdaContext) -> dict[str, Any]:
     runs.put_run(record)
     metrics.add_metric("RunsFailed", MetricUnit.Count, 1)
     logger.warning("run failed", error_type=record["error_type"], reason=record["reason"])
-    return {"run_id": record["run_id"], "status": record["status"], "error_type": record["error_type"],
-            "reason": record["reason"]}
+    return {
+        "run_id": record["run_id"],
+        "status": record["status"],
+        "error_type": record["error_type"],
+        "reason": record["reason"],
+    }

@@ -35,6 +35,11 @@ def handler(event: ValidateResult, context: LambdaContext) -> TransformResult:
     metrics.add_dimension(name="dataset", value=contract.dataset)
     metrics.add_metric("RowsIn", MetricUnit.Count, result["rows_in"])
     metrics.add_metric("RowsRejected", MetricUnit.Count, result["rows_rejected"])
-    logger.info("transformed", rows_in=result["rows_in"], rows_out=result["rows_out"],
-                rows_rejected=result["rows_rejected"], output_files=result["output_files"])
+    logger.info(
+        "transformed",
+        rows_in=result["rows_in"],
+        rows_out=result["rows_out"],
+        rows_rejected=result["rows_rejected"],
+        output_files=result["output_files"],
+    )
     return result

@@ -1,6 +1,5 @@
 """Validate function: check a raw object against its dataset contract before converting it."""
 
-
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 

@@ -45,16 +45,23 @@ class AggregateRow:
     def from_item(cls, item: Mapping[str, Any]) -> AggregateRow:
         """From a deserialized aggregate item (its exact ``values`` JSON, not the rounded-looking numbers)."""
         group = {str(k): _scalar(v) for k, v in (item.get("group") or {}).items()}
-        return cls(str(item["dataset"]), int(item["bucket_seconds"]), item.get("bucket_start"), group,
-                   Values.from_json(json.loads(item["values"])), item.get("updated_at"))
+        return cls(
+            str(item["dataset"]),
+            int(item["bucket_seconds"]),
+            item.get("bucket_start"),
+            group,
+            Values.from_json(json.loads(item["values"])),
+            item.get("updated_at"),
+        )
 
     def to_json(self) -> dict[str, Any]:
         """Plain data; decimals as exact strings."""
         return {
             "dataset": self.dataset,
             "bucket_start": self.bucket_start,
-            "bucket_end": None if self.bucket_start is None else
-            iso_seconds(parse_iso_seconds(self.bucket_start) + self.bucket_seconds),
+            "bucket_end": None
+            if self.bucket_start is None
+            else iso_seconds(parse_iso_seconds(self.bucket_start) + self.bucket_seconds),
             "bucket_seconds": self.bucket_seconds,
             "group": self.group,
             "count": self.values.count,
@@ -104,8 +111,9 @@ def parse_time(text: str, now: datetime | None = None) -> datetime:
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise SluiceError(f"{text!r} is not a time: use ISO-8601 (2026-11-01T10:00Z) or a duration (30m, 2h, 7d)") \
-            from None
+        raise SluiceError(
+            f"{text!r} is not a time: use ISO-8601 (2026-11-01T10:00Z) or a duration (30m, 2h, 7d)"
+        ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 

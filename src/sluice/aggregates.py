@@ -54,8 +54,9 @@ Ordered = Decimal | str
 Kind = Literal["num", "text"]
 
 # Big enough that adding decimals of up to 38 digits never rounds; any rounding raises instead.
-_EXACT = Context(prec=1000, Emax=999_999, Emin=-999_999,
-                 traps=[Inexact, Rounded, InvalidOperation, Overflow, DivisionByZero])
+_EXACT = Context(
+    prec=1000, Emax=999_999, Emin=-999_999, traps=[Inexact, Rounded, InvalidOperation, Overflow, DivisionByZero]
+)
 _DATASET = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _INT = re.compile(r"^[+-]?\d+$")
 _NUMERIC_TYPES = ("int64", "float64")
@@ -108,8 +109,9 @@ class Measure:
             self.sum, self.min, self.max = other.sum, other.min, other.max
             return
         ops = self.ops & other.ops if self.kind == other.kind else frozenset()
-        self.sum = _EXACT.add(self.sum, other.sum) if "sum" in ops and self.sum is not None and other.sum is not None \
-            else None
+        self.sum = (
+            _EXACT.add(self.sum, other.sum) if "sum" in ops and self.sum is not None and other.sum is not None else None
+        )
         self.min = _pick(self.min, other.min, lower=True) if "min" in ops else None
         self.max = _pick(self.max, other.max, lower=False) if "max" in ops else None
         self.n += other.n
@@ -317,8 +319,11 @@ class ItemKey(NamedTuple):
     @property
     def id(self) -> str:
         """Compact unique text of the key (window-state keys)."""
-        return json.dumps([self.dataset, self.bucket_seconds, self.bucket_start, [list(g) for g in self.group]],
-                          separators=(",", ":"), ensure_ascii=False)
+        return json.dumps(
+            [self.dataset, self.bucket_seconds, self.bucket_start, [list(g) for g in self.group]],
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
 
     @classmethod
     def from_id(cls, text: str) -> ItemKey:
@@ -800,8 +805,10 @@ def combine_partials(
     """One record per item from the partials of a run's parts (the ranges of a Distributed Map), seq 0..n-1."""
     merged = _merged(r for records in record_lists for r in records)
     keys = sorted(merged, key=ItemKey.sort_key)
-    return [partial_record(k, merged[k], run_id=run_id, seq=i, n=len(keys), contract_version=contract_version)
-            for i, k in enumerate(keys)]
+    return [
+        partial_record(k, merged[k], run_id=run_id, seq=i, n=len(keys), contract_version=contract_version)
+        for i, k in enumerate(keys)
+    ]
 
 
 def _merged(records: Iterable[Mapping[str, Any]]) -> dict[ItemKey, Values]:
@@ -833,8 +840,9 @@ def prepare_publication(
             merged.setdefault(partial_from_json(obj).key, Values())
     keys = sorted(merged, key=ItemKey.sort_key)
     return [
-        partial_record(k, merged[k], run_id=run_id, seq=i, n=len(keys), contract_version=contract_version,
-                       src=src, order=order)
+        partial_record(
+            k, merged[k], run_id=run_id, seq=i, n=len(keys), contract_version=contract_version, src=src, order=order
+        )
         for i, k in enumerate(keys)
     ]
 
@@ -924,8 +932,9 @@ class PartialAggregator:
         """Partial records, ``seq`` 0..n-1 in (bucket, group) order."""
         keys = sorted(self._items, key=ItemKey.sort_key)
         return [
-            partial_record(k, self._items[k], run_id=self.run_id, seq=i, n=len(keys),
-                           contract_version=self.spec.version)
+            partial_record(
+                k, self._items[k], run_id=self.run_id, seq=i, n=len(keys), contract_version=self.spec.version
+            )
             for i, k in enumerate(keys)
         ]
 

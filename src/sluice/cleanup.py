@@ -71,7 +71,13 @@ def clean(
         if now - started > stuck_after:
             report.stuck_runs_failed.append(record["run_id"])
             if not dry_run:
-                runs.put_run({**record, "status": FAILED, "error_type": "RunTimedOut",
-                              "reason": f"still RUNNING {now - started} after it started; marked failed by cleanup",
-                              "updated_at": now.isoformat(timespec="milliseconds")})
+                runs.put_run(
+                    {
+                        **record,
+                        "status": FAILED,
+                        "error_type": "RunTimedOut",
+                        "reason": f"still RUNNING {now - started} after it started; marked failed by cleanup",
+                        "updated_at": now.isoformat(timespec="milliseconds"),
+                    }
+                )
     return report

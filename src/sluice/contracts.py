@@ -69,8 +69,16 @@ class Dialect(_Model):
     @classmethod
     def _known_encoding(cls, value: str) -> str:
         normal = value.lower().replace("_", "-")
-        aliases = {"utf8": "utf-8", "latin1": "latin-1", "iso-8859-1": "latin-1", "windows-1252": "cp1252",
-                   "utf-8-bom": "utf-8-sig", "utf16": "utf-16", "shift-jis": "shift_jis", "sjis": "shift_jis"}
+        aliases = {
+            "utf8": "utf-8",
+            "latin1": "latin-1",
+            "iso-8859-1": "latin-1",
+            "windows-1252": "cp1252",
+            "utf-8-bom": "utf-8-sig",
+            "utf16": "utf-16",
+            "shift-jis": "shift_jis",
+            "sjis": "shift_jis",
+        }
         normal = aliases.get(normal, normal)
         if normal not in ENCODINGS:
             raise ValueError(f"encoding {value!r} is not supported; use one of {', '.join(ENCODINGS)}")
@@ -225,9 +233,7 @@ def parse_contract(data: Any, origin: str = "<contract>") -> Contract:
     try:
         return Contract.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors())
         raise ContractError(f"{origin}: invalid contract: {problems}") from exc
 
 

@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from sluice.aggregates import PartialAggregator
-from sluice.transform import ConvertResult, convert
-
 from sluice.contracts import Contract
 from sluice.payloads import TransformResult, ValidateResult
 from sluice.ports import ObjectStore
 from sluice.preflight import describe
+from sluice.transform import ConvertResult, convert
 from sluice.uris import s3_uri
 
 
@@ -65,8 +64,14 @@ def land_run(
         outputs = []
         for out in result.outputs:
             store.upload_file(out.path, curated_bucket, out.key, "application/vnd.apache.parquet")
-            outputs.append({"uri": s3_uri(curated_bucket, out.key), "rows": out.rows, "bytes": out.bytes,
-                            "partition": out.partition})
+            outputs.append(
+                {
+                    "uri": s3_uri(curated_bucket, out.key),
+                    "rows": out.rows,
+                    "bytes": out.bytes,
+                    "partition": out.partition,
+                }
+            )
         partials_uri = None
         if aggregator is not None:
             partials_uri = store.put_json(work_bucket, f"runs/{run_id}/partials.json", aggregator.records())

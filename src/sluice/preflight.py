@@ -48,7 +48,7 @@ def sample_text(sample: bytes, contract: Contract, where: str, complete: bool) -
     except UnicodeDecodeError as exc:
         line = sample[: exc.start].count(b"\n") + 1
         raise InputRejectedError(
-            f"{where} line {line} (byte {exc.start}): bytes {sample[exc.start:exc.end]!r} are not valid "
+            f"{where} line {line} (byte {exc.start}): bytes {sample[exc.start : exc.end]!r} are not valid "
             f"{encoding} (rule dialect.encoding, contract {contract.label}); "
             "fix the file or declare its encoding in the contract"
         ) from exc

@@ -69,8 +69,13 @@ def succeeded_record(result: TransformResult, manifest: Mapping[str, Any], reten
         "bytes_out": result["bytes_out"],
         "output_files": result["output_files"],
         "outputs": outputs if len(outputs) <= MAX_LISTED_OUTPUTS else None,
-        "partitions": sorted({"/".join(f"{k}={v}" for k, v in o["partition"].items())
-                              for o in manifest.get("outputs", []) if o.get("partition")})[:MAX_LISTED_OUTPUTS],
+        "partitions": sorted(
+            {
+                "/".join(f"{k}={v}" for k, v in o["partition"].items())
+                for o in manifest.get("outputs", [])
+                if o.get("partition")
+            }
+        )[:MAX_LISTED_OUTPUTS],
         "schema": manifest.get("schema"),
         "rejects_by_rule": manifest.get("rejects_by_rule") or None,
         "blank_lines": manifest.get("blank_lines"),
@@ -123,9 +128,7 @@ def failed_record(failure: FailureInput, previous: Mapping[str, Any] | None, ret
     return record
 
 
-def supersede_older_versions(
-    current: Mapping[str, Any], runs: RunTable, store: ObjectStore
-) -> list[str]:
+def supersede_older_versions(current: Mapping[str, Any], runs: RunTable, store: ObjectStore) -> list[str]:
     """Delete curated files of earlier versions of the same raw key, now that `current` succeeded.
 
     Returns the run ids marked SUPERSEDED. Files the current run wrote are never touched.

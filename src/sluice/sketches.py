@@ -97,7 +97,7 @@ class DistinctSketch:
         if self._hashes is not None:
             return len(self._hashes)
         assert self._registers is not None
-        total = math.fsum(2.0 ** -r for r in self._registers)
+        total = math.fsum(2.0**-r for r in self._registers)
         raw = _ALPHA * M * M / total
         zeros = self._registers.count(0)
         if raw <= 2.5 * M and zeros:

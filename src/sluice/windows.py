@@ -125,13 +125,23 @@ def apply_source(store: AggregateStore, update: PartialUpdate) -> Outcome:
     contributor = f"src:{update.src}"
     for _ in range(MAX_ATTEMPTS):
         current = store.get_contribution(update.key, contributor)
-        if current is not None and current.run_id != update.run_id and \
-                (current.order or "", current.run_id or "") > update.rank:
+        if (
+            current is not None
+            and current.run_id != update.run_id
+            and (current.order or "", current.run_id or "") > update.rank
+        ):
             return "stale"  # a later version of the source already counts
         if current is not None and current.run_id == update.run_id:
             break
-        fresh = Contribution(update.key, contributor, update.values, (current.rev if current else 0) + 1,
-                             update.run_id, update.order, update.seq)
+        fresh = Contribution(
+            update.key,
+            contributor,
+            update.values,
+            (current.rev if current else 0) + 1,
+            update.run_id,
+            update.order,
+            update.seq,
+        )
         if store.put_contribution(fresh, current.rev if current else None):
             break
     else:
@@ -148,17 +158,19 @@ def apply_source(store: AggregateStore, update: PartialUpdate) -> Outcome:
             return "applied"  # an empty contribution to an absent item: nothing to show
         values = aggregate.values.copy() if aggregate else Values()
         values.merge(update.values)
-        new = StoredAggregate(update.key, values, (aggregate.rev if aggregate else 0) + 1,
-                              {**(aggregate.sources if aggregate else {}), update.src: update.run_id},
-                              dict(aggregate.shards) if aggregate else {})
+        new = StoredAggregate(
+            update.key,
+            values,
+            (aggregate.rev if aggregate else 0) + 1,
+            {**(aggregate.sources if aggregate else {}), update.src: update.run_id},
+            dict(aggregate.shards) if aggregate else {},
+        )
         if store.put_aggregate(new, aggregate.rev if aggregate else None):
             return "applied"
     raise WriteContentionError(f"aggregate {update.key.id} kept changing")
 
 
-def apply_shard(
-    store: AggregateStore, key: ItemKey, shard: str, *, first: str, last: str, values: Values
-) -> Outcome:
+def apply_shard(store: AggregateStore, key: ItemKey, shard: str, *, first: str, last: str, values: Values) -> Outcome:
     """Add the row events a shard folded in sequence range ``[first, last]`` to `key`, exactly once."""
     contributor = f"shard:{shard}"
     lo, hi = _seq(first), _seq(last)
@@ -185,9 +197,13 @@ def apply_shard(
             return "conflict"
         merged = aggregate.values.copy() if aggregate else Values()
         merged.merge(values)
-        new = StoredAggregate(key, merged, (aggregate.rev if aggregate else 0) + 1,
-                              dict(aggregate.sources) if aggregate else {},
-                              {**(aggregate.shards if aggregate else {}), shard: last})
+        new = StoredAggregate(
+            key,
+            merged,
+            (aggregate.rev if aggregate else 0) + 1,
+            dict(aggregate.sources) if aggregate else {},
+            {**(aggregate.shards if aggregate else {}), shard: last},
+        )
         if store.put_aggregate(new, aggregate.rev if aggregate else None):
             return "applied"
     raise WriteContentionError(f"aggregate {key.id} kept changing")
@@ -259,8 +275,10 @@ class WindowState:
             "folded": self.folded,
             "flushes": self.flushes,
             "rows": [[k.id, v.to_json()] for k, v in self.rows.items()],
-            "parts": [[k.id, p.src, p.run_id, p.order, p.seq, p.contract_version, p.values.to_json()]
-                      for (k, _), p in self.parts.items()],
+            "parts": [
+                [k.id, p.src, p.run_id, p.order, p.seq, p.contract_version, p.values.to_json()]
+                for (k, _), p in self.parts.items()
+            ],
         }
 
     @classmethod
@@ -270,8 +288,13 @@ class WindowState:
             return cls(shard)
         if obj.get("v") != STATE_VERSION:
             raise ValueError(f"window state version {obj.get('v')!r} is not {STATE_VERSION}")
-        state = cls(obj.get("shard") or shard, obj.get("wm"), obj.get("first"), folded=obj.get("folded", 0),
-                    flushes=obj.get("flushes", 0))
+        state = cls(
+            obj.get("shard") or shard,
+            obj.get("wm"),
+            obj.get("first"),
+            folded=obj.get("folded", 0),
+            flushes=obj.get("flushes", 0),
+        )
         for key_id, values in obj.get("rows", []):
             key = ItemKey.from_id(key_id)
             state.rows[key] = Values.from_json(values)

@@ -18,9 +18,7 @@ from sluice_cli.display import make_console
 
 def register(subparsers: Any) -> None:
     """Add ``aggregates``."""
-    p = subparsers.add_parser(
-        "aggregates", help="print the real-time aggregates (per dataset, time bucket and group)"
-    )
+    p = subparsers.add_parser("aggregates", help="print the real-time aggregates (per dataset, time bucket and group)")
     p.add_argument("--dataset", help="only this dataset")
     p.add_argument("--since", help="buckets starting at/after this time: ISO-8601 or a duration ago (30m, 2h, 7d)")
     p.add_argument("--until", help="buckets starting before this time (same forms as --since)")
@@ -55,13 +53,20 @@ def fetch_aggregates(
 def aggregates_table(rows: list[AggregateRow]) -> Table:
     """A rich table of aggregate rows."""
     table = Table(title="aggregates", title_justify="left")
-    for col, justify in (("dataset", "left"), ("bucket", "left"), ("group", "left"), ("rows", "right"),
-                         ("measures", "left"), ("distinct", "left")):
+    for col, justify in (
+        ("dataset", "left"),
+        ("bucket", "left"),
+        ("group", "left"),
+        ("rows", "right"),
+        ("measures", "left"),
+        ("distinct", "left"),
+    ):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for r in rows:
         group = ", ".join(f"{k}={v}" for k, v in r.group.items()) or "-"
-        table.add_row(r.dataset, r.bucket_start or "(no time)", group, str(r.values.count), r.measures_text(),
-                      r.distinct_text())
+        table.add_row(
+            r.dataset, r.bucket_start or "(no time)", group, str(r.values.count), r.measures_text(), r.distinct_text()
+        )
     return table
 
 

@@ -78,15 +78,17 @@ def run(args: argparse.Namespace) -> int:
     console = make_console()
     root = project_root()
     checks = Checks()
-    console.print(Panel.fit("sluice demo: CSV in S3 → Step Functions → Parquet, run summaries, live aggregates",
-                            style="bold"))
+    console.print(
+        Panel.fit("sluice demo: CSV in S3 → Step Functions → Parquet, run summaries, live aggregates", style="bold")
+    )
     began = time.monotonic()
     with console.status("starting the embedded local cloud and deploying template.yaml…"):
         cloud = LocalCloud(root, artifact="build" if args.build else "source").start()
     try:
         conn = Connection(cloud.endpoint, cloud.resources)
-        console.print(f"local cloud at {cloud.endpoint}: {len(cloud.resources)} resources "
-                      f"({time.monotonic() - began:.1f}s)")
+        console.print(
+            f"local cloud at {cloud.endpoint}: {len(cloud.resources)} resources ({time.monotonic() - began:.1f}s)"
+        )
         samples = sample_files(root)
         keys = upload_samples(conn, root)
         console.print(f"uploaded {len(keys)} files to s3://{conn.resource('RawBucket')}/: {', '.join(keys)}")
@@ -97,8 +99,9 @@ def run(args: argparse.Namespace) -> int:
         upload_samples(conn, root, only=[first])
         cloud.wait_idle(timeout=args.timeout)
         again = executions(conn)
-        checks.expect(len(again) == len(done), f"re-uploading {first} (same bytes) started no second execution",
-                      console)
+        checks.expect(
+            len(again) == len(done), f"re-uploading {first} (same bytes) started no second execution", console
+        )
 
         cloud.wait_idle(timeout=args.timeout)
         with conn.environment():
@@ -111,11 +114,12 @@ def run(args: argparse.Namespace) -> int:
         _show_aggregates(conn, console, checks)
 
         columns, rows = query(conn, DEMO_SQL)
-        console.print(result_table(columns, rows, f"sluice query \"{DEMO_SQL}\""))
+        console.print(result_table(columns, rows, f'sluice query "{DEMO_SQL}"'))
         total = query(conn, "select count(*) from orders")[1][0][0]
         landed = sum(int(r.get("rows_out", 0)) for r in runs if r.get("status") == "SUCCEEDED")
-        checks.expect(total == landed and total > 0,
-                      f"DuckDB sees {total} curated rows; run summaries say {landed}", console)
+        checks.expect(
+            total == landed and total > 0, f"DuckDB sees {total} curated rows; run summaries say {landed}", console
+        )
     finally:
         cloud.stop()
     if checks.failures:
@@ -125,8 +129,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_runs(runs: list[dict[str, Any]], samples: list[tuple[Path, str]], root: Path, checks: Checks,
-                console: Console) -> None:
+def _check_runs(
+    runs: list[dict[str, Any]], samples: list[tuple[Path, str]], root: Path, checks: Checks, console: Console
+) -> None:
     by_key = {str(r.get("source_uri", "")).split("/", 3)[-1]: r for r in runs}
     datasets = {c.match.prefix for c in load_contracts(root / "contracts") if c.match.prefix}
     for _path, key in samples:
@@ -136,13 +141,19 @@ def _check_runs(runs: list[dict[str, Any]], samples: list[tuple[Path, str]], roo
             continue
         known = any(key.startswith(p) for p in datasets)
         if not known or "bad" in key:
-            checks.expect(run.get("status") == "FAILED" and bool(run.get("reason")),
-                          f"{key}: bad input recorded as FAILED with a reason", console)
+            checks.expect(
+                run.get("status") == "FAILED" and bool(run.get("reason")),
+                f"{key}: bad input recorded as FAILED with a reason",
+                console,
+            )
             continue
         balanced = run.get("rows_in") == run.get("rows_out", 0) + run.get("rows_rejected", 0)
-        checks.expect(run.get("status") == "SUCCEEDED" and balanced,
-                      f"{key}: SUCCEEDED, {run.get('rows_in')} in = {run.get('rows_out')} out + "
-                      f"{run.get('rows_rejected')} quarantined", console)
+        checks.expect(
+            run.get("status") == "SUCCEEDED" and balanced,
+            f"{key}: SUCCEEDED, {run.get('rows_in')} in = {run.get('rows_out')} out + "
+            f"{run.get('rows_rejected')} quarantined",
+            console,
+        )
 
 
 def _show_parquet(conn: Connection, console: Console) -> None:
@@ -171,6 +182,9 @@ def _show_aggregates(conn: Connection, console: Console, checks: Checks) -> None
         streamed[country] = (count + item.values.count, revenue + Decimal(str(amount or 0)))
     _, rows = query(conn, "select country, count(*), sum(amount) from orders group by country")
     curated = {str(c): (int(n), Decimal(str(total))) for c, n, total in rows}
-    checks.expect(bool(items) and streamed == curated,
-                  f"aggregates from the stream equal a DuckDB GROUP BY over the Parquet ({len(curated)} countries, "
-                  f"{sum(n for n, _ in curated.values())} orders)", console)
+    checks.expect(
+        bool(items) and streamed == curated,
+        f"aggregates from the stream equal a DuckDB GROUP BY over the Parquet ({len(curated)} countries, "
+        f"{sum(n for n, _ in curated.values())} orders)",
+        console,
+    )

@@ -43,7 +43,9 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("invoke", help="run one function's handler with an event (sam local invoke, no Docker)")
     p.add_argument("function", help="logical id (TransformFunction) or short name (transform)")
     p.add_argument(
-        "-e", "--event", type=Path,
+        "-e",
+        "--event",
+        type=Path,
         help="event JSON file (${LogicalId} placeholders allowed); default: the function's event in events/",
     )
     p.add_argument("--build", action="store_true", help="run the `sam build` artifact instead of the sources")

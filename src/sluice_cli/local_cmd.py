@@ -48,9 +48,11 @@ def up_cmd(args: argparse.Namespace) -> int:
             keys = upload_samples(conn, root)
             console.print(f"uploaded {len(keys)} sample files to s3://{conn.resource('RawBucket')}/")
         console.print(f"[green]local cloud up[/] at [bold]{cloud.endpoint}[/] ({len(cloud.resources)} resources)")
-        console.print(f"  aws --endpoint-url {cloud.endpoint} s3 cp samples/orders/orders-2026-11-01.csv "
-                      f"s3://{conn.resource('RawBucket')}/orders/")
-        console.print("  sluice runs | sluice query \"select count(*) from orders\" | sluice local tick")
+        console.print(
+            f"  aws --endpoint-url {cloud.endpoint} s3 cp samples/orders/orders-2026-11-01.csv "
+            f"s3://{conn.resource('RawBucket')}/orders/"
+        )
+        console.print('  sluice runs | sluice query "select count(*) from orders" | sluice local tick')
         console.print("Ctrl-C to stop.")
         stop.wait()
     except KeyboardInterrupt:

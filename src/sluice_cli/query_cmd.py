@@ -32,8 +32,11 @@ def s3_filesystem(conn: Connection) -> pafs.S3FileSystem:
     """Pyarrow's S3 filesystem on the local cloud (it ignores AWS_ENDPOINT_URL: pass the endpoint)."""
     url = urlparse(conn.endpoint)
     return pafs.S3FileSystem(
-        access_key="testing", secret_key="testing", region=REGION,
-        endpoint_override=url.netloc, scheme=url.scheme or "http",
+        access_key="testing",
+        secret_key="testing",
+        region=REGION,
+        endpoint_override=url.netloc,
+        scheme=url.scheme or "http",
     )
 
 
@@ -45,8 +48,13 @@ def dataset_of(contract: Contract, bucket: str, fs: pafs.FileSystem) -> ds.Datas
         return None
     fields = [pa.field(p.name, _PARTITION_TYPES[p.transform]) for p in contract.partition]
     partitioning = ds.partitioning(pa.schema(fields), flavor="hive") if fields else None
-    return ds.dataset(files, format="parquet", filesystem=fs, partitioning=partitioning,
-                      partition_base_dir=f"{bucket}/{contract.dataset}")
+    return ds.dataset(
+        files,
+        format="parquet",
+        filesystem=fs,
+        partitioning=partitioning,
+        partition_base_dir=f"{bucket}/{contract.dataset}",
+    )
 
 
 def connect_duckdb(conn: Connection) -> duckdb.DuckDBPyConnection:

@@ -33,8 +33,16 @@ def fetch_runs(dataset: str | None, limit: int) -> list[dict[str, Any]]:
 def runs_table(runs: list[dict[str, Any]], title: str = "runs") -> Table:
     """A rich table of run summaries (failure reasons: :func:`failure_lines`)."""
     table = Table(title=title, title_justify="left")
-    for col, justify in (("raw key", "left"), ("dataset", "left"), ("status", "left"), ("rows in", "right"),
-                         ("out", "right"), ("rejected", "right"), ("files", "right"), ("ms", "right")):
+    for col, justify in (
+        ("raw key", "left"),
+        ("dataset", "left"),
+        ("status", "left"),
+        ("rows in", "right"),
+        ("out", "right"),
+        ("rejected", "right"),
+        ("files", "right"),
+        ("ms", "right"),
+    ):
         table.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
     colours = {"SUCCEEDED": "green", "FAILED": "red", "RUNNING": "yellow", "SUPERSEDED": "dim"}
     for r in runs:

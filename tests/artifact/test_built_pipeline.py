@@ -23,15 +23,22 @@ BUILD = ROOT / ".aws-sam" / "build"
 pytestmark = [
     pytest.mark.build,
     pytest.mark.timeout(300),
-    pytest.mark.skipif(not (BUILD / "template.yaml").is_file() and not os.environ.get("CI"),
-                       reason="no sam build output: run `make build` (CI always builds first)"),
+    pytest.mark.skipif(
+        not (BUILD / "template.yaml").is_file() and not os.environ.get("CI"),
+        reason="no sam build output: run `make build` (CI always builds first)",
+    ),
 ]
 
 
 @pytest.fixture(scope="module")
 def built_cloud() -> Iterator[RemoteCloud]:
-    cloud = RemoteCloud.spawn(ROOT, artifact="build", log_dir=ROOT / ".sluice" / "build-test-logs",
-                              workers_per_function=1, stack_name="sluice-built")
+    cloud = RemoteCloud.spawn(
+        ROOT,
+        artifact="build",
+        log_dir=ROOT / ".sluice" / "build-test-logs",
+        workers_per_function=1,
+        stack_name="sluice-built",
+    )
     try:
         yield cloud
     finally:

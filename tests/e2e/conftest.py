@@ -16,7 +16,6 @@ from sluice_cli.query_cmd import s3_filesystem
 ROOT = Path(__file__).resolve().parents[2]
 
 
-
 @pytest.fixture(scope="session")
 def cloud(local_cloud: RemoteCloud) -> RemoteCloud:
     """The session's local cloud (a subprocess: moto's mock_aws in other tiers cannot reset it)."""

@@ -91,12 +91,20 @@ def test_new_content_supersedes_previous_version_after_success(pipeline: Pipelin
 @pytest.mark.parametrize(
     ("key", "data", "error_type", "reason"),
     [
-        ("orders/e2e/bad-header.csv", (ROOT / "samples/orders/orders-bad-header.csv").read_bytes(),
-         "InputRejectedError", "missing columns: customer_id"),
+        (
+            "orders/e2e/bad-header.csv",
+            (ROOT / "samples/orders/orders-bad-header.csv").read_bytes(),
+            "InputRejectedError",
+            "missing columns: customer_id",
+        ),
         ("inbox/e2e/unknown.csv", b"id,name\n1,a\n", "UnknownDatasetError", "no dataset contract matches"),
         ("orders/e2e/empty.csv", b"", "InputRejectedError", "empty"),
-        ("orders/e2e/latin1.csv", SAMPLE.replace(b"order_id", b"order_\xe9d", 1),
-         "InputRejectedError", "not valid utf-8"),
+        (
+            "orders/e2e/latin1.csv",
+            SAMPLE.replace(b"order_id", b"order_\xe9d", 1),
+            "InputRejectedError",
+            "not valid utf-8",
+        ),
     ],
 )
 def test_bad_input_is_a_recorded_failure_and_the_raw_object_is_kept(

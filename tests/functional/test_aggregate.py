@@ -30,14 +30,25 @@ MAX_RETRIES = 3
 def kinesis_event(shard: str, records: list[dict], state: dict | None, *, final: bool = False) -> dict:
     """A tumbling-window Kinesis event as Lambda sends it (see events/kinesis.json)."""
     return {
-        "Records": [{
-            "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": r["key"], "sequenceNumber": r["seq"],
-                        "data": base64.b64encode(r["data"]).decode(), "approximateArrivalTimestamp": 1795407960.0},
-            "eventSource": "aws:kinesis", "eventVersion": "1.0", "eventID": f"{shard}:{r['seq']}",
-            "eventName": "aws:kinesis:record", "awsRegion": "us-east-1",
-            "invokeIdentityArn": "arn:aws:iam::123456789012:role/aggregate",
-            "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/aggregates",
-        } for r in records],
+        "Records": [
+            {
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": r["key"],
+                    "sequenceNumber": r["seq"],
+                    "data": base64.b64encode(r["data"]).decode(),
+                    "approximateArrivalTimestamp": 1795407960.0,
+                },
+                "eventSource": "aws:kinesis",
+                "eventVersion": "1.0",
+                "eventID": f"{shard}:{r['seq']}",
+                "eventName": "aws:kinesis:record",
+                "awsRegion": "us-east-1",
+                "invokeIdentityArn": "arn:aws:iam::123456789012:role/aggregate",
+                "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/aggregates",
+            }
+            for r in records
+        ],
         "window": {"start": "2026-11-23T10:06:00Z", "end": "2026-11-23T10:07:00Z"},
         "state": state or {},
         "shardId": shard,
@@ -55,7 +66,7 @@ def deliver(aggregate: Callable[[dict], dict], records: list[dict], batch: int =
         state: dict | None = None
         pos, failures = 0, 0
         while pos < len(mine):
-            response = aggregate(kinesis_event(shard, mine[pos:pos + batch], state))
+            response = aggregate(kinesis_event(shard, mine[pos : pos + batch], state))
             assert set(response) == {"state", "batchItemFailures"}
             state = json.loads(json.dumps(response["state"]))
             failed = [f["itemIdentifier"] for f in response["batchItemFailures"]]
@@ -86,8 +97,17 @@ def duckdb_truth(table: pa.Table) -> dict[tuple[str, str], dict]:
                count(distinct customer_id)
         from truth_rows group by all
     """).fetchall()
-    return {(b, c): {"count": n, "sum": Decimal(s), "min": Decimal(lo), "max": Decimal(hi), "quantity": Decimal(q),
-                     "customers": d} for b, c, n, s, lo, hi, q, d in rows}
+    return {
+        (b, c): {
+            "count": n,
+            "sum": Decimal(s),
+            "min": Decimal(lo),
+            "max": Decimal(hi),
+            "quantity": Decimal(q),
+            "customers": d,
+        }
+        for b, c, n, s, lo, hi, q, d in rows
+    }
 
 
 @pytest.fixture
@@ -106,28 +126,54 @@ def test_published_runs_row_events_and_a_poison_record_end_exact(aws, handler_of
     kinesis = boto3.client("kinesis")
     external = orders(3, countries=("FR",), offset=500)
     for row in external.to_pylist():
-        event = {"dataset": "orders", "rows": [{k: (v.isoformat() if hasattr(v, "isoformat") else
-                                                    str(v) if k in ("amount", "unit_price") else v)
-                                                for k, v in row.items()}]}
+        event = {
+            "dataset": "orders",
+            "rows": [
+                {
+                    k: (v.isoformat() if hasattr(v, "isoformat") else str(v) if k in ("amount", "unit_price") else v)
+                    for k, v in row.items()
+                }
+            ],
+        }
         kinesis.put_record(StreamName=aws["AggregatesStream"], PartitionKey="orders#FR", Data=json.dumps(event))
     poison = kinesis.put_record(StreamName=aws["AggregatesStream"], PartitionKey="x", Data=b"\x00 not json")
-    kinesis.put_record(StreamName=aws["AggregatesStream"], PartitionKey="orders#FR", Data=json.dumps(
-        {"dataset": "orders", "rows": [{"ordered_at": "2026-11-02T05:00:00Z", "customer_id": "C-0001",
-                                        "country": "FR", "quantity": 1, "amount": "12.345"}]}))  # too many decimals
+    kinesis.put_record(
+        StreamName=aws["AggregatesStream"],
+        PartitionKey="orders#FR",
+        Data=json.dumps(
+            {
+                "dataset": "orders",
+                "rows": [
+                    {
+                        "ordered_at": "2026-11-02T05:00:00Z",
+                        "customer_id": "C-0001",
+                        "country": "FR",
+                        "quantity": 1,
+                        "amount": "12.345",
+                    }
+                ],
+            }
+        ),
+    )  # too many decimals
 
     records = stream_records(aws["AggregatesStream"])
     dead = deliver(aggregate, records)
 
     assert dead[0] == poison["SequenceNumber"] and len(dead) == 2
     truth = duckdb_truth(pa.concat_tables([run_a, run_b, external]))
-    stored = {(i["bucket_start"], i["group"]["country"]): i for i in items(aws["AggregatesTable"])
-              if i["kind"] == "aggregate"}
+    stored = {
+        (i["bucket_start"], i["group"]["country"]): i for i in items(aws["AggregatesTable"]) if i["kind"] == "aggregate"
+    }
     assert set(stored) == set(truth)
     for key, want in truth.items():
         item = stored[key]
         assert item["count"] == want["count"], key
-        assert item["measures"]["amount"] == {"n": want["count"], "sum": want["sum"], "min": want["min"],
-                                              "max": want["max"]}, key
+        assert item["measures"]["amount"] == {
+            "n": want["count"],
+            "sum": want["sum"],
+            "min": want["min"],
+            "max": want["max"],
+        }, key
         assert item["measures"]["quantity"] == {"n": want["count"], "sum": want["quantity"]}, key
         assert item["distinct"]["customer_id"] == want["customers"] and item["distinct_exact"]["customer_id"]
         assert item["pk"] == "AGG#orders#3600" and item["sk"] == f'{key[0]}#["{key[1]}"]'

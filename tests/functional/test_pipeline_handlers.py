@@ -23,8 +23,9 @@ def event(name: str, resources: dict[str, str]) -> dict:
 def state_machine(aws: dict[str, str]) -> str:
     sfn = boto3.client("stepfunctions")
     definition = {"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}
-    return sfn.create_state_machine(name="pipeline", definition=json.dumps(definition),
-                                    roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
+    return sfn.create_state_machine(
+        name="pipeline", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/sfn"
+    )["stateMachineArn"]
 
 
 def test_start_from_sqs_starts_once_and_reports_bad_messages(aws, handler_of, state_machine):
@@ -36,8 +37,9 @@ def test_start_from_sqs_starts_once_and_reports_bad_messages(aws, handler_of, st
     assert start(event("sqs-object-created.json", aws)) == {"batchItemFailures": []}
     executions = boto3.client("stepfunctions").list_executions(stateMachineArn=state_machine)["executions"]
     assert len(executions) == 1
-    run = json.loads(boto3.client("stepfunctions").describe_execution(
-        executionArn=executions[0]["executionArn"])["input"])
+    run = json.loads(
+        boto3.client("stepfunctions").describe_execution(executionArn=executions[0]["executionArn"])["input"]
+    )
     assert run["run_id"] == executions[0]["name"]
     assert run["dataset"] == "orders"
     assert run["source"]["key"] == "orders/orders-2026-11-02.csv"
@@ -64,9 +66,19 @@ def test_validate_records_a_running_run(aws, handler_of):
 
 def test_summarize_records_success_and_record_failure_records_reason(aws, handler_of):
     s3 = boto3.client("s3")
-    manifest = {"outputs": [{"uri": f"s3://{aws['CuratedBucket']}/orders/order_date=2026-11-01/x-0.parquet",
-                             "rows": 240, "bytes": 9, "partition": {"order_date": "2026-11-01"}}],
-                "schema": [["order_id", "string"]], "rejects_by_rule": {"country.in": 5}, "blank_lines": 0}
+    manifest = {
+        "outputs": [
+            {
+                "uri": f"s3://{aws['CuratedBucket']}/orders/order_date=2026-11-01/x-0.parquet",
+                "rows": 240,
+                "bytes": 9,
+                "partition": {"order_date": "2026-11-01"},
+            }
+        ],
+        "schema": [["order_id", "string"]],
+        "rejects_by_rule": {"country.in": 5},
+        "blank_lines": 0,
+    }
     s3.put_object(Bucket=aws["WorkBucket"], Key="runs/orders-sample-0001/manifest.json", Body=json.dumps(manifest))
     summarize_input = event("summarize.json", aws)
     assert handler_of("SummarizeFunction")(summarize_input) == summarize_input

@@ -16,27 +16,46 @@ from sluice.contracts import load_contract
 
 ROOT = Path(__file__).resolve().parents[2]
 ORDERS = load_contract(ROOT / "contracts/orders.yaml")
-SCHEMA = pa.schema([
-    ("order_id", pa.string()), ("ordered_at", pa.timestamp("us", tz="UTC")), ("customer_id", pa.string()),
-    ("country", pa.string()), ("channel", pa.string()), ("quantity", pa.int64()),
-    ("unit_price", pa.decimal128(10, 2)), ("amount", pa.decimal128(12, 2)), ("paid", pa.bool_()),
-])
+SCHEMA = pa.schema(
+    [
+        ("order_id", pa.string()),
+        ("ordered_at", pa.timestamp("us", tz="UTC")),
+        ("customer_id", pa.string()),
+        ("country", pa.string()),
+        ("channel", pa.string()),
+        ("quantity", pa.int64()),
+        ("unit_price", pa.decimal128(10, 2)),
+        ("amount", pa.decimal128(12, 2)),
+        ("paid", pa.bool_()),
+    ]
+)
 T0 = datetime(2026, 11, 2, 4, 0, tzinfo=UTC)
 
 
 def orders(n: int, *, countries=("DE", "FR", "NL"), hours: int = 3, offset: int = 0) -> pa.Table:
-    rows = [{"order_id": f"O-{offset + i:06d}", "ordered_at": T0 + timedelta(minutes=(37 * i) % (60 * hours)),
-             "customer_id": f"C-{i % 7:04d}", "country": countries[i % len(countries)], "channel": "web",
-             "quantity": 1 + i % 4, "unit_price": Decimal("1.00"), "amount": Decimal(f"{i}.{i % 100:02d}"),
-             "paid": True} for i in range(n)]
+    rows = [
+        {
+            "order_id": f"O-{offset + i:06d}",
+            "ordered_at": T0 + timedelta(minutes=(37 * i) % (60 * hours)),
+            "customer_id": f"C-{i % 7:04d}",
+            "country": countries[i % len(countries)],
+            "channel": "web",
+            "quantity": 1 + i % 4,
+            "unit_price": Decimal("1.00"),
+            "amount": Decimal(f"{i}.{i % 100:02d}"),
+            "paid": True,
+        }
+        for i in range(n)
+    ]
     return pa.Table.from_pylist(rows, schema=SCHEMA)
 
 
 def write_partials(aws: dict[str, str], run_id: str, table: pa.Table) -> list[dict]:
     agg = PartialAggregator(ORDERS, run_id)
     agg(table)
-    boto3.client("s3").put_object(Bucket=aws["WorkBucket"], Key=f"runs/{run_id}/partials.json",
-                                  Body=json.dumps(agg.records()).encode())
+    boto3.client("s3").put_object(
+        Bucket=aws["WorkBucket"], Key=f"runs/{run_id}/partials.json", Body=json.dumps(agg.records()).encode()
+    )
     return agg.records()
 
 
@@ -55,12 +74,15 @@ def stream_records(stream: str) -> list[dict]:
     kinesis = boto3.client("kinesis")
     out = []
     for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
-        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"],
-                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        iterator = kinesis.get_shard_iterator(
+            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
         while iterator:
             page = kinesis.get_records(ShardIterator=iterator, Limit=1000)
-            out.extend({"shard": shard["ShardId"], "key": r["PartitionKey"], "seq": r["SequenceNumber"],
-                        "data": r["Data"]} for r in page["Records"])
+            out.extend(
+                {"shard": shard["ShardId"], "key": r["PartitionKey"], "seq": r["SequenceNumber"], "data": r["Data"]}
+                for r in page["Records"]
+            )
             iterator = page.get("NextShardIterator") if page["Records"] else None
     return out
 
@@ -80,8 +102,10 @@ def test_partials_land_on_the_stream_once_per_run(aws, publish):
     decoded = [json.loads(r["data"]) for r in on_stream]
     assert [d["seq"] for d in decoded] == list(range(len(partials)))
     for record, partial in zip(decoded, partials, strict=True):
-        assert record == partial | {"src": source_id(event["source"]["bucket"], "orders/a.csv"),
-                                    "ord": event["started_at"]}
+        assert record == partial | {
+            "src": source_id(event["source"]["bucket"], "orders/a.csv"),
+            "ord": event["started_at"],
+        }
     assert {r["key"] for r in on_stream} == {f'orders#["{c}"]' for c in ("DE", "FR", "NL")}
 
     assert publish(event) == result  # a retried or redriven Publish: the idempotency record answers
@@ -94,8 +118,9 @@ def test_a_new_version_withdraws_what_the_old_one_had_and_it_no_longer_has(aws, 
     old = write_partials(aws, "run-v1", orders(30, countries=("DE", "US")))
     new = write_partials(aws, "run-v2", orders(30, countries=("DE",)))
     result = publish(publish_event(aws, "run-v2", superseded_run_ids=["run-v1", "run-gone"]))
-    withdrawn = {(p["bucket"], json.dumps(p["group"])) for p in old} - {(p["bucket"], json.dumps(p["group"]))
-                                                                       for p in new}
+    withdrawn = {(p["bucket"], json.dumps(p["group"])) for p in old} - {
+        (p["bucket"], json.dumps(p["group"])) for p in new
+    }
     assert result["withdrawn"] == len(withdrawn) > 0
     assert result["records"] == len(new) + len(withdrawn)
     empty = [json.loads(r["data"]) for r in stream_records(aws["AggregatesStream"])]

@@ -33,23 +33,50 @@ from sluice.sketches import EXACT_LIMIT, DistinctSketch, SketchError
 
 ORDERS_V1 = load_contract("contracts/orders.yaml")
 # The sample contract with optional measures and dimension, so nulls are exercised too.
-ORDERS = parse_contract({
-    **ORDERS_V1.model_dump(by_alias=True, exclude_none=True),
-    "columns": [c.model_dump(by_alias=True, exclude_none=True) | (
-        {"required": False} if c.name in ("country", "amount", "quantity") else {}) for c in ORDERS_V1.columns],
-})
-SCHEMA = pa.schema([
-    ("order_id", pa.string()), ("ordered_at", pa.timestamp("us", tz="UTC")), ("customer_id", pa.string()),
-    ("country", pa.string()), ("channel", pa.string()), ("quantity", pa.int64()),
-    ("unit_price", pa.decimal128(10, 2)), ("amount", pa.decimal128(12, 2)), ("paid", pa.bool_()),
-])
+ORDERS = parse_contract(
+    {
+        **ORDERS_V1.model_dump(by_alias=True, exclude_none=True),
+        "columns": [
+            c.model_dump(by_alias=True, exclude_none=True)
+            | ({"required": False} if c.name in ("country", "amount", "quantity") else {})
+            for c in ORDERS_V1.columns
+        ],
+    }
+)
+SCHEMA = pa.schema(
+    [
+        ("order_id", pa.string()),
+        ("ordered_at", pa.timestamp("us", tz="UTC")),
+        ("customer_id", pa.string()),
+        ("country", pa.string()),
+        ("channel", pa.string()),
+        ("quantity", pa.int64()),
+        ("unit_price", pa.decimal128(10, 2)),
+        ("amount", pa.decimal128(12, 2)),
+        ("paid", pa.bool_()),
+    ]
+)
 
 
-def order(i: int, when: datetime, country: str | None = "DE", amount: str | None = "10.00",
-          customer: str = "C-1", quantity: int | None = 1) -> dict:
-    return {"order_id": f"O-{i:06d}", "ordered_at": when, "customer_id": customer, "country": country,
-            "channel": "web", "quantity": quantity, "unit_price": Decimal("1.00"),
-            "amount": None if amount is None else Decimal(amount), "paid": True}
+def order(
+    i: int,
+    when: datetime,
+    country: str | None = "DE",
+    amount: str | None = "10.00",
+    customer: str = "C-1",
+    quantity: int | None = 1,
+) -> dict:
+    return {
+        "order_id": f"O-{i:06d}",
+        "ordered_at": when,
+        "customer_id": customer,
+        "country": country,
+        "channel": "web",
+        "quantity": quantity,
+        "unit_price": Decimal("1.00"),
+        "amount": None if amount is None else Decimal(amount),
+        "paid": True,
+    }
 
 
 def as_event_row(row: dict) -> dict:
@@ -141,8 +168,10 @@ def test_undecodable_sketches_are_rejected(text):
 # ---------------------------------------------------------------------------------------- values
 values_strategy = st.builds(
     lambda rows: rows,
-    st.lists(st.tuples(st.sampled_from(["DE", "FR"]), st.decimals("-1000", "1000", places=2),
-                       st.integers(0, 50)), max_size=30),
+    st.lists(
+        st.tuples(st.sampled_from(["DE", "FR"]), st.decimals("-1000", "1000", places=2), st.integers(0, 50)),
+        max_size=30,
+    ),
 )
 
 
@@ -150,8 +179,16 @@ def values_of(rows) -> Values:
     spec = AggregateSpec.of(ORDERS)
     values = spec.new_values()
     for country, amount, customer in rows:
-        parsed = parse_row(spec, {"ordered_at": "2026-11-01T10:00:00Z", "customer_id": f"C-{customer}",
-                                  "country": country, "quantity": 1, "amount": str(amount)})
+        parsed = parse_row(
+            spec,
+            {
+                "ordered_at": "2026-11-01T10:00:00Z",
+                "customer_id": f"C-{customer}",
+                "country": country,
+                "quantity": 1,
+                "amount": str(amount),
+            },
+        )
         fold_row(spec, values, parsed)
     return values
 
@@ -225,42 +262,58 @@ def test_records_are_compact_deterministic_and_exact():
 
 
 def test_float_and_timestamp_measures():
-    contract = parse_contract({
-        "dataset": "sensors", "match": {"prefix": "sensors/"},
-        "columns": [{"name": "at", "type": "timestamp"}, {"name": "temp", "type": "float64"}],
-        "aggregates": {"time_column": "at", "bucket_seconds": 60,
-                       "measures": [{"column": "temp"}, {"column": "at", "ops": ["min", "max"]}]},
-    })
+    contract = parse_contract(
+        {
+            "dataset": "sensors",
+            "match": {"prefix": "sensors/"},
+            "columns": [{"name": "at", "type": "timestamp"}, {"name": "temp", "type": "float64"}],
+            "aggregates": {
+                "time_column": "at",
+                "bucket_seconds": 60,
+                "measures": [{"column": "temp"}, {"column": "at", "ops": ["min", "max"]}],
+            },
+        }
+    )
     rows = [{"at": T0 + timedelta(seconds=s), "temp": t} for s, t in ((1, 0.1), (2, 0.2), (3, None), (61, 1e-7))]
     agg = PartialAggregator(contract, "r")
     agg(pa.Table.from_pylist(rows, schema=pa.schema([("at", pa.timestamp("us", tz="UTC")), ("temp", pa.float64())])))
     first, second = agg.records()
     assert first["measures"]["temp"] == {"n": 2, "sum": "0.3", "min": "0.1", "max": "0.2"}
-    assert first["measures"]["at"] == {"n": 3, "kind": "text", "min": "2026-11-01T10:00:01.000000Z",
-                                       "max": "2026-11-01T10:00:03.000000Z"}
+    assert first["measures"]["at"] == {
+        "n": 3,
+        "kind": "text",
+        "min": "2026-11-01T10:00:01.000000Z",
+        "max": "2026-11-01T10:00:03.000000Z",
+    }
     assert second["measures"]["temp"]["sum"] == "0.0000001"
 
 
 def test_contract_asking_to_sum_a_text_column_is_refused():
-    contract = parse_contract({
-        "dataset": "bad", "match": {"prefix": "bad/"},
-        "columns": [{"name": "at", "type": "date"}, {"name": "who", "type": "string"}],
-        "aggregates": {"time_column": "at", "measures": [{"column": "who", "ops": ["sum"]}]},
-    })
+    contract = parse_contract(
+        {
+            "dataset": "bad",
+            "match": {"prefix": "bad/"},
+            "columns": [{"name": "at", "type": "date"}, {"name": "who", "type": "string"}],
+            "aggregates": {"time_column": "at", "measures": [{"column": "who", "ops": ["sum"]}]},
+        }
+    )
     with pytest.raises(ContractError, match="cannot be summed"):
         PartialAggregator(contract, "r")
 
 
-@pytest.mark.parametrize(("field", "value", "reason"), [
-    ("amount", "1.005", "more than 2 decimals"),
-    ("amount", "abc", "is not a decimal"),
-    ("amount", 1.5, "expected a decimal"),
-    ("customer_id", None, "required"),
-    ("quantity", "two", "expected an integer"),
-    ("quantity", True, "expected an integer"),
-    ("ordered_at", "yesterday", "Invalid isoformat"),
-    ("country", 7, "expected a string"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("amount", "1.005", "more than 2 decimals"),
+        ("amount", "abc", "is not a decimal"),
+        ("amount", 1.5, "expected a decimal"),
+        ("customer_id", None, "required"),
+        ("quantity", "two", "expected an integer"),
+        ("quantity", True, "expected an integer"),
+        ("ordered_at", "yesterday", "Invalid isoformat"),
+        ("country", 7, "expected a string"),
+    ],
+)
 def test_row_events_of_the_wrong_type_are_rejected_with_the_column(field, value, reason):
     row = as_event_row(ROWS[0]) | {field: value}
     with pytest.raises(ValueError, match=reason) as info:
@@ -289,24 +342,27 @@ def test_stream_records_decode_partials_and_rows():
     assert isinstance(rows, RowsUpdate) and rows.rows == ({"x": 1},)
 
 
-@pytest.mark.parametrize("data", [
-    b"\xff\xfe not utf-8",
-    b"not json",
-    b"[1, 2]",
-    b'{"v": 2, "dataset": "orders", "rows": [{}]}',
-    b'{"type": "gossip", "dataset": "orders"}',
-    b'{"type": "rows", "dataset": "Orders!", "rows": [{}]}',
-    b'{"type": "rows", "dataset": "orders", "rows": []}',
-    b'{"type": "partial", "dataset": "orders", "run_id": "r", "seq": -1, "bucket_seconds": 60, "count": 1}',
-    b'{"type": "partial", "dataset": "orders", "run_id": "r", "seq": 0, "bucket_seconds": 60, '
-    b'"bucket": "2026-11-01T10:00:30Z", "count": 1}',
-    b'{"type": "partial", "dataset": "orders", "run_id": "r", "seq": 0, "bucket_seconds": 60, "count": 1, '
-    b'"measures": {"a": {"n": 2, "sum": "1"}}}',
-    b'{"type": "partial", "dataset": "orders", "run_id": "r", "seq": 0, "bucket_seconds": 60, "count": 1, '
-    b'"measures": {"a": {"n": 1, "sum": true}}}',
-    b'{"type": "partial", "dataset": "orders", "run_id": "r", "seq": 0, "bucket_seconds": 60, "count": 1, '
-    b'"distinct": {"c": "x:!!"}}',
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xff\xfe not utf-8",
+        b"not json",
+        b"[1, 2]",
+        b'{"v": 2, "dataset": "orders", "rows": [{}]}',
+        b'{"type": "gossip", "dataset": "orders"}',
+        b'{"type": "rows", "dataset": "Orders!", "rows": [{}]}',
+        b'{"type": "rows", "dataset": "orders", "rows": []}',
+        b'{"type": "partial", "dataset": "orders", "run_id": "r", "seq": -1, "bucket_seconds": 60, "count": 1}',
+        b'{"type": "partial", "dataset": "orders", "run_id": "r", "seq": 0, "bucket_seconds": 60, '
+        b'"bucket": "2026-11-01T10:00:30Z", "count": 1}',
+        b'{"type": "partial", "dataset": "orders", "run_id": "r", "seq": 0, "bucket_seconds": 60, "count": 1, '
+        b'"measures": {"a": {"n": 2, "sum": "1"}}}',
+        b'{"type": "partial", "dataset": "orders", "run_id": "r", "seq": 0, "bucket_seconds": 60, "count": 1, '
+        b'"measures": {"a": {"n": 1, "sum": true}}}',
+        b'{"type": "partial", "dataset": "orders", "run_id": "r", "seq": 0, "bucket_seconds": 60, "count": 1, '
+        b'"distinct": {"c": "x:!!"}}',
+    ],
+)
 def test_poison_records_are_recognised(data):
     with pytest.raises(PoisonRecordError):
         decode_record(data)
@@ -318,9 +374,14 @@ def test_publication_merges_items_stamps_the_source_and_withdraws_superseded_ite
     v1(table)
     v2a(table.slice(0, 2))  # a fanned-out run: two ranges with the same items
     v2b(table.slice(1, 1))
-    records = prepare_publication([*v2a.records(), *v2b.records()], run_id="v2", contract_version=1,
-                                  src=source_id("raw", "orders/a.csv"), order="2026-11-02T00:00:00+00:00",
-                                  superseded=[v1.records()])
+    records = prepare_publication(
+        [*v2a.records(), *v2b.records()],
+        run_id="v2",
+        contract_version=1,
+        src=source_id("raw", "orders/a.csv"),
+        order="2026-11-02T00:00:00+00:00",
+        superseded=[v1.records()],
+    )
     assert [r["seq"] for r in records] == list(range(len(records))) == list(range(records[0]["n"]))
     assert {r["src"] for r in records} == {source_id("raw", "orders/a.csv")}
     assert {r["ord"] for r in records} == {"2026-11-02T00:00:00+00:00"} and {r["run_id"] for r in records} == {"v2"}

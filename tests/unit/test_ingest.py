@@ -30,8 +30,13 @@ def test_s3_notification_records_are_url_decoded():
 
 def test_eventbridge_object_created():
     [src] = sources_in(event("eventbridge-object-created.json"))
-    assert src == {"bucket": "${RawBucket}", "key": "orders/orders-2026-11-02.csv", "version_id": None,
-                   "etag": "b1946ac92492d2347c6235b4d2611184", "size": 13017}
+    assert src == {
+        "bucket": "${RawBucket}",
+        "key": "orders/orders-2026-11-02.csv",
+        "version_id": None,
+        "etag": "b1946ac92492d2347c6235b4d2611184",
+        "size": 13017,
+    }
 
 
 def test_sqs_wrapping_eventbridge_is_recognised_and_unwrapped():
@@ -81,8 +86,14 @@ def test_content_back_after_another_version_reruns():
     again["detail"]["object"]["version-id"] = "v3"
     for ev, started_at in ((a, "2026-11-01T00:00:00"), (b, "2026-11-01T01:00:00")):
         [s] = start_runs(ev, CONTRACTS, executions, runs, ARN)
-        runs.put_run({"run_id": s.run_id, "status": SUCCEEDED, "started_at": started_at,
-                      "source_uri": "s3://${RawBucket}/orders/orders-2026-11-02.csv"})
+        runs.put_run(
+            {
+                "run_id": s.run_id,
+                "status": SUCCEEDED,
+                "started_at": started_at,
+                "source_uri": "s3://${RawBucket}/orders/orders-2026-11-02.csv",
+            }
+        )
     [s] = start_runs(again, CONTRACTS, executions, runs, ARN)
     assert s.started, "content A came back after B replaced it: it must land again"
     assert len(executions.started) == 3

@@ -21,18 +21,33 @@ SOURCE = {"bucket": "raw", "key": "orders/a.csv", "version_id": "v1", "etag": "e
 
 
 def transform_result(run_id: str, started_at: str) -> dict:
-    return {"run_id": run_id, "dataset": "orders", "contract_version": 1, "source": SOURCE, "started_at": started_at,
-            "rows_in": 10, "rows_out": 8, "rows_rejected": 2, "bytes_in": 100, "bytes_out": 50, "output_files": 1,
-            "manifest_uri": f"s3://work/runs/{run_id}/manifest.json", "quarantine_uri": "s3://q/orders/r/",
-            "duration_ms": 5}
+    return {
+        "run_id": run_id,
+        "dataset": "orders",
+        "contract_version": 1,
+        "source": SOURCE,
+        "started_at": started_at,
+        "rows_in": 10,
+        "rows_out": 8,
+        "rows_rejected": 2,
+        "bytes_in": 100,
+        "bytes_out": 50,
+        "output_files": 1,
+        "manifest_uri": f"s3://work/runs/{run_id}/manifest.json",
+        "quarantine_uri": "s3://q/orders/r/",
+        "duration_ms": 5,
+    }
 
 
 def landed(store: MemoryStore, runs: MemoryRunTable, run_id: str, started_at: str) -> dict:
     key = f"orders/order_date=2026-11-01/{run_id}-0.parquet"
     store.put("curated", key, b"parquet")
-    manifest = {"outputs": [{"uri": f"s3://curated/{key}", "rows": 8, "bytes": 7,
-                             "partition": {"order_date": "2026-11-01"}}],
-                "schema": [["order_id", "string"]], "rejects_by_rule": {"country.in": 2}, "blank_lines": 0}
+    manifest = {
+        "outputs": [{"uri": f"s3://curated/{key}", "rows": 8, "bytes": 7, "partition": {"order_date": "2026-11-01"}}],
+        "schema": [["order_id", "string"]],
+        "rejects_by_rule": {"country.in": 2},
+        "blank_lines": 0,
+    }
     store.put_json("work", f"runs/{run_id}/manifest.json", manifest)
     record = succeeded_record(transform_result(run_id, started_at), manifest, 90)
     runs.put_run(record)
@@ -40,9 +55,11 @@ def landed(store: MemoryStore, runs: MemoryRunTable, run_id: str, started_at: st
 
 
 def test_succeeded_record_carries_counts_schema_outputs_and_ttl():
-    record = succeeded_record(transform_result("r1", "2026-11-01T00:00:00+00:00"),
-                              {"outputs": [{"uri": "s3://c/k", "partition": {"d": "1"}}], "schema": [["a", "int64"]]},
-                              retention_days=7)
+    record = succeeded_record(
+        transform_result("r1", "2026-11-01T00:00:00+00:00"),
+        {"outputs": [{"uri": "s3://c/k", "partition": {"d": "1"}}], "schema": [["a", "int64"]]},
+        retention_days=7,
+    )
     assert record["status"] == SUCCEEDED
     assert (record["rows_in"], record["rows_out"], record["rows_rejected"]) == (10, 8, 2)
     assert record["outputs"] == ["s3://c/k"] and record["partitions"] == ["d=1"]
@@ -53,8 +70,9 @@ def test_succeeded_record_carries_counts_schema_outputs_and_ttl():
 def test_failed_record_keeps_what_was_known_and_the_reason():
     previous = {"run_id": "r1", "status": RUNNING, "started_at": "2026-11-01T00:00:00", "bytes_in": 5}
     cause = json.dumps({"errorType": "InputRejectedError", "errorMessage": "header does not match", "stackTrace": []})
-    record = failed_record({"run_id": "r1", "source": SOURCE, "error": {"Error": "InputRejectedError", "Cause": cause}},
-                           previous, 90)
+    record = failed_record(
+        {"run_id": "r1", "source": SOURCE, "error": {"Error": "InputRejectedError", "Cause": cause}}, previous, 90
+    )
     assert record["status"] == FAILED
     assert record["error_type"] == "InputRejectedError"
     assert record["reason"] == "header does not match"

@@ -29,8 +29,15 @@ LOOKUP = contract_lookup([ORDERS])
 
 
 def row(minute: int, country: str = "DE", amount: str = "10.00", customer: str = "C-1", hour: int = 10) -> dict:
-    return {"ordered_at": f"2026-11-01T{hour:02d}:{minute:02d}:00Z", "customer_id": customer, "country": country,
-            "quantity": 1, "amount": amount, "order_id": "O-000001", "channel": "web"}
+    return {
+        "ordered_at": f"2026-11-01T{hour:02d}:{minute:02d}:00Z",
+        "customer_id": customer,
+        "country": country,
+        "quantity": 1,
+        "amount": amount,
+        "order_id": "O-000001",
+        "channel": "web",
+    }
 
 
 def rows_record(*rows: dict) -> bytes:
@@ -50,10 +57,21 @@ def partials(run_id: str, started_at: str, *rows: dict, src: str = "src-a", supe
     for r in rows:
         parsed = parse_row(SPEC, r)
         fold_row(SPEC, items.setdefault(parsed.key, SPEC.new_values()), parsed)
-    raw = [{"v": 1, "type": "partial", "dataset": "orders", "run_id": run_id, "seq": 0, "bucket_seconds": 3600,
-            "bucket": k.bucket_iso, "group": k.group_dict, **v.to_json()} for k, v in items.items()]
-    return prepare_publication(raw, run_id=run_id, contract_version=1, src=src, order=started_at,
-                               superseded=superseded)
+    raw = [
+        {
+            "v": 1,
+            "type": "partial",
+            "dataset": "orders",
+            "run_id": run_id,
+            "seq": 0,
+            "bucket_seconds": 3600,
+            "bucket": k.bucket_iso,
+            "group": k.group_dict,
+            **v.to_json(),
+        }
+        for k, v in items.items()
+    ]
+    return prepare_publication(raw, run_id=run_id, contract_version=1, src=src, order=started_at, superseded=superseded)
 
 
 def update_of(record: dict) -> PartialUpdate:
@@ -66,14 +84,21 @@ def seq(i: int) -> str:
     return str(49_590_338_271_490_256_608_559_692_538_361_571_095_921_575_989_136_588_898 + i)
 
 
-def run_window(store, records: list[bytes], *, shard: str = "shardId-000000000000", batch: int = 3,
-               budget: int = 700_000, start: int = 0) -> FlushReport:
+def run_window(
+    store,
+    records: list[bytes],
+    *,
+    shard: str = "shardId-000000000000",
+    batch: int = 3,
+    budget: int = 700_000,
+    start: int = 0,
+) -> FlushReport:
     """Feed `records` in batches, passing the JSON state on, then the final invocation."""
     state: dict | None = None
     report = FlushReport()
     for b in range(0, len(records), batch):
         window = Window(WindowState.from_json(state, shard), store, LOOKUP, budget=budget)
-        for i, data in enumerate(records[b:b + batch], start=start + b):
+        for i, data in enumerate(records[b : b + batch], start=start + b):
             window.handle(seq(i), data)
         state = json.loads(json.dumps(window.close(final=False)))
         report.add(window.report)
@@ -172,8 +197,11 @@ def test_concurrent_writers_to_one_item_lose_nothing():
 # ---------------------------------------------------------------------------------------- window
 def test_window_folds_rows_and_partials_and_writes_at_the_end():
     store = MemoryAggregateStore()
-    records = [rows_record(row(1), row(2, country="FR")), rows_record(row(3)),
-               *[json.dumps(r).encode() for r in partials("run-1", "2026-11-02", row(4, hour=11), src="s")]]
+    records = [
+        rows_record(row(1), row(2, country="FR")),
+        rows_record(row(3)),
+        *[json.dumps(r).encode() for r in partials("run-1", "2026-11-02", row(4, hour=11), src="s")],
+    ]
     run_window(store, records, batch=2)
     assert store.totals() == expected(row(1), row(2, country="FR"), row(3), row(4, hour=11))
     assert store.datasets == {("orders", 3600)}
@@ -232,8 +260,18 @@ def test_state_round_trips_and_its_size_bound_holds():
     store = MemoryAggregateStore()
     window = Window(WindowState("s-0"), store, LOOKUP)
     for i in range(300):
-        window.handle(seq(i), rows_record(row(i % 60, country=["DE", "FR", "US"][i % 3], customer=f"C-{i}",
-                                               amount=f"{i}.{i % 100:02d}", hour=i % 24)))
+        window.handle(
+            seq(i),
+            rows_record(
+                row(
+                    i % 60,
+                    country=["DE", "FR", "US"][i % 3],
+                    customer=f"C-{i}",
+                    amount=f"{i}.{i % 100:02d}",
+                    hour=i % 24,
+                )
+            ),
+        )
     for i, r in enumerate(partials("run-1", "2026-11-02", row(1), row(2, country="FR"), src="s")):
         window.handle(seq(1000 + i), json.dumps(r).encode())
     state = window.close(final=False)

@@ -14,8 +14,10 @@ ORDERS = load_contract("contracts/orders.yaml")
 COUNTRIES = ["DE", "FR", "ES", "IT", "NL", "US", "GB"]
 RECORDS = 1_000_000
 BATCH = 10_000  # the largest batch a Kinesis event-source mapping delivers
-TEMPLATE = ('{"dataset":"orders","rows":[{"ordered_at":"2026-11-01T%02d:17:00Z","customer_id":"C-%d",'
-            '"country":"%s","quantity":1,"amount":"%d.%02d"}]}')
+TEMPLATE = (
+    '{"dataset":"orders","rows":[{"ordered_at":"2026-11-01T%02d:17:00Z","customer_id":"C-%d",'
+    '"country":"%s","quantity":1,"amount":"%d.%02d"}]}'
+)
 
 
 def test_a_million_records_in_one_window_keep_the_state_under_1_mb():
@@ -32,8 +34,13 @@ def test_a_million_records_in_one_window_keep_the_state_under_1_mb():
             bits = rng.getrandbits(64)
             amount = 1 + bits % 99_999
             cents += amount
-            data = TEMPLATE % ((bits >> 17) % 24, bits >> 24 & 0xFFFFF,
-                               COUNTRIES[(bits >> 44) % 7], amount // 100, amount % 100)
+            data = TEMPLATE % (
+                (bits >> 17) % 24,
+                bits >> 24 & 0xFFFFF,
+                COUNTRIES[(bits >> 44) % 7],
+                amount // 100,
+                amount % 100,
+            )
             window.handle(str(10**20 + i), data.encode())
         state = json.loads(json.dumps(window.close(final=False)))
         largest = max(largest, window_state_size(state))

@@ -48,8 +48,18 @@ def partial_records(run_id: str, order: str, src: str, rows: list[dict], superse
     for r in rows:
         parsed = parse_row(SPEC, r)
         fold_row(SPEC, items.setdefault(parsed.key, SPEC.new_values()), parsed)
-    raw = [{"dataset": "orders", "run_id": run_id, "seq": 0, "bucket_seconds": SPEC.bucket_seconds,
-            "bucket": k.bucket_iso, "group": k.group_dict, **v.to_json()} for k, v in items.items()]
+    raw = [
+        {
+            "dataset": "orders",
+            "run_id": run_id,
+            "seq": 0,
+            "bucket_seconds": SPEC.bucket_seconds,
+            "bucket": k.bucket_iso,
+            "group": k.group_dict,
+            **v.to_json(),
+        }
+        for k, v in items.items()
+    ]
     return prepare_publication(raw, run_id=run_id, contract_version=1, src=src, order=order, superseded=superseded)
 
 
@@ -76,14 +86,18 @@ def build_scenario(rng: random.Random) -> Scenario:
     events: list[tuple[str, bytes, bool]] = []
     for _ in range(rng.randint(0, 25)):
         if rng.random() < 0.1:
-            bad = rng.choice([b"{not json", json.dumps({"dataset": "orders", "rows": [random_row(rng) | {
-                "amount": "12.345"}]}).encode(), json.dumps({"dataset": "nope", "rows": [{}]}).encode()])
+            bad = rng.choice(
+                [
+                    b"{not json",
+                    json.dumps({"dataset": "orders", "rows": [random_row(rng) | {"amount": "12.345"}]}).encode(),
+                    json.dumps({"dataset": "nope", "rows": [{}]}).encode(),
+                ]
+            )
             events.append(("poison", bad, True))
             continue
         rows = [random_row(rng) for _ in range(rng.randint(1, 3))]
         scenario.truth_rows.extend(rows)
-        events.append((f"orders#{rows[0]['country']}", json.dumps({"dataset": "orders", "rows": rows}).encode(),
-                       False))
+        events.append((f"orders#{rows[0]['country']}", json.dumps({"dataset": "orders", "rows": rows}).encode(), False))
     # Interleave: publishes (each in order) and row events, in random relative order.
     streams = [list(p) for p in published if p] + [[e] for e in events]
     while streams:
@@ -127,12 +141,12 @@ class Mapping:
         pos = 0
         failures: dict[int, int] = defaultdict(int)
         while pos < len(records):
-            batch = records[pos:pos + self.rng.randint(1, self.max_batch)]
+            batch = records[pos : pos + self.rng.randint(1, self.max_batch)]
             while True:
                 try:
                     new_state, failed = self.invoke(shard, state, batch, final=False)
                 except StoreCrash:
-                    batch = batch[:max(1, len(batch) // 2)]  # function error: bisect, same state
+                    batch = batch[: max(1, len(batch) // 2)]  # function error: bisect, same state
                     continue
                 if self.rng.random() < self.lost_rate:
                     continue  # the response was lost: retried with the previous state
@@ -197,11 +211,14 @@ def test_totals_equal_ground_truth(rng, seed, budget, max_batch, crash_rate, los
     split_at = rng.randint(0, len(scenario.records)) if split else len(scenario.records)
     per_shard: dict[str, list[tuple[str, bytes]]] = defaultdict(list)
     for n, (key, data, _) in enumerate(scenario.records):
-        shard = "shardId-000000000000" if n < split_at else shard_of(key, ["shardId-000000000001",
-                                                                             "shardId-000000000002"])
+        shard = (
+            "shardId-000000000000" if n < split_at else shard_of(key, ["shardId-000000000001", "shardId-000000000002"])
+        )
         per_shard[shard].append((str(49_000_000_000_000_000_000 + n), data))
-    windows = {s: sorted(rng.sample(range(1, len(r)), min(len(r) - 1, rng.randint(0, 3)))) if len(r) > 1 else []
-               for s, r in per_shard.items()}
+    windows = {
+        s: sorted(rng.sample(range(1, len(r)), min(len(r) - 1, rng.randint(0, 3)))) if len(r) > 1 else []
+        for s, r in per_shard.items()
+    }
     order = sorted(per_shard)  # the parent shard is read before its children
     for shard in order:
         mapping.deliver_shard(shard, per_shard[shard], windows[shard])

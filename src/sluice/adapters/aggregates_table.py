@@ -98,8 +98,12 @@ def item_key(item: Mapping[str, Any]) -> ItemKey:
     group = item.get("group") or {}
     dims = tuple(sorted((str(k), _scalar(v)) for k, v in group.items()))
     start = item.get("bucket_start")
-    return ItemKey(str(item["dataset"]), int(item["bucket_seconds"]),
-                   None if start is None else parse_iso_seconds(str(start)), dims)
+    return ItemKey(
+        str(item["dataset"]),
+        int(item["bucket_seconds"]),
+        None if start is None else parse_iso_seconds(str(start)),
+        dims,
+    )
 
 
 def _scalar(value: Any) -> Any:
@@ -128,8 +132,13 @@ class DynamoAggregateStore:
         item = self._get(aggregate_pk(key.dataset, key.bucket_seconds), aggregate_sk(key))
         if item is None:
             return None
-        return StoredAggregate(key, Values.from_json(json.loads(item["values"])), int(item["rev"]),
-                               dict(item.get("sources") or {}), dict(item.get("shards") or {}))
+        return StoredAggregate(
+            key,
+            Values.from_json(json.loads(item["values"])),
+            int(item["rev"]),
+            dict(item.get("sources") or {}),
+            dict(item.get("shards") or {}),
+        )
 
     def put_aggregate(self, aggregate: StoredAggregate, expected_rev: int | None) -> bool:
         """Write the item if its revision is still `expected_rev` (None: absent)."""
@@ -207,20 +216,32 @@ class DynamoAggregateStore:
 
     def list_contributions(self, key: ItemKey) -> list[Contribution]:
         """Every contribution of the item (strongly consistent)."""
-        return [_contribution(key, item) for item in self._query(
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": {"S": contribution_pk(key)}},
-            ConsistentRead=True,
-        )]
+        return [
+            _contribution(key, item)
+            for item in self._query(
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": contribution_pk(key)}},
+                ConsistentRead=True,
+            )
+        ]
 
     def register_dataset(self, dataset: str, bucket_seconds: int) -> None:
         """Note that `dataset` has aggregates of this bucket size (once per process)."""
         if (dataset, bucket_seconds) in self._registered:
             return
-        self._ddb.put_item(TableName=self.table, Item=_to_av({
-            "pk": DATASETS_PK, "sk": f"{dataset}#{bucket_seconds}", "kind": "dataset", "dataset": dataset,
-            "bucket_seconds": bucket_seconds, "updated_at": _now().isoformat(timespec="milliseconds"),
-        }))
+        self._ddb.put_item(
+            TableName=self.table,
+            Item=_to_av(
+                {
+                    "pk": DATASETS_PK,
+                    "sk": f"{dataset}#{bucket_seconds}",
+                    "kind": "dataset",
+                    "dataset": dataset,
+                    "bucket_seconds": bucket_seconds,
+                    "updated_at": _now().isoformat(timespec="milliseconds"),
+                }
+            ),
+        )
         self._registered.add((dataset, bucket_seconds))
 
     # ------------------------------------------------------------------ reads (dashboards, CLI)

@@ -41,8 +41,10 @@ def batches(entries: Sequence[Entry]) -> Iterator[list[Entry]]:
     for entry in entries:
         n = entry_size(entry)
         if n > MAX_RECORD_BYTES or len(entry[0]) > MAX_PARTITION_KEY or not entry[0]:
-            raise RecordTooLargeError(f"record of {n} bytes with partition key {entry[0][:40]!r}... "
-                                      "is over the Kinesis limits (1 MiB, key of 1-256 characters)")
+            raise RecordTooLargeError(
+                f"record of {n} bytes with partition key {entry[0][:40]!r}... "
+                "is over the Kinesis limits (1 MiB, key of 1-256 characters)"
+            )
         if batch and (len(batch) == MAX_RECORDS or size + n > MAX_REQUEST_BYTES):
             yield batch
             batch, size = [], 0
@@ -93,7 +95,7 @@ class KinesisPublisher:
         last_codes: list[str] = []
         for attempt in range(self.max_attempts):
             if attempt:
-                ceiling = min(self.max_delay, self.base_delay * (2 ** attempt))
+                ceiling = min(self.max_delay, self.base_delay * (2**attempt))
                 self._sleep(random.uniform(0, ceiling))  # full jitter
             resp = self._kinesis.put_records(
                 StreamName=self.stream_name,

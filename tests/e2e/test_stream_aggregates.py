@@ -38,8 +38,12 @@ def streamed(pipeline: Pipeline) -> dict[tuple[str, str], tuple[Any, ...]]:
             continue
         amount, quantity = r.values.measures["amount"], r.values.measures["quantity"]
         out[(str(r.bucket_start), str(r.group["country"]))] = (
-            r.values.count, Decimal(str(amount.sum)), Decimal(str(amount.min)), Decimal(str(amount.max)),
-            Decimal(str(quantity.sum)), r.values.distinct["customer_id"].estimate(),
+            r.values.count,
+            Decimal(str(amount.sum)),
+            Decimal(str(amount.min)),
+            Decimal(str(amount.max)),
+            Decimal(str(quantity.sum)),
+            r.values.distinct["customer_id"].estimate(),
         )
     return out
 
@@ -47,8 +51,14 @@ def streamed(pipeline: Pipeline) -> dict[tuple[str, str], tuple[Any, ...]]:
 def curated(pipeline: Pipeline) -> dict[tuple[str, str], tuple[Any, ...]]:
     _, rows = query(pipeline.conn, GROUND_TRUTH)
     return {
-        (datetime.fromtimestamp(bucket, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), country):
-            (n, Decimal(str(amount)), Decimal(str(lo)), Decimal(str(hi)), Decimal(str(quantity)), customers)
+        (datetime.fromtimestamp(bucket, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), country): (
+            n,
+            Decimal(str(amount)),
+            Decimal(str(lo)),
+            Decimal(str(hi)),
+            Decimal(str(quantity)),
+            customers,
+        )
         for bucket, country, n, amount, lo, hi, quantity, customers in rows
     }
 
@@ -65,24 +75,44 @@ def test_aggregates_equal_a_group_by_over_the_parquet_under_duplicates_and_retri
 
     # a Publish retried by Step Functions (same input) must not count twice
     run = pipeline.run_of("orders/agg/day2.csv")
-    manifest = json.loads(pipeline.s3.get_object(
-        Bucket=pipeline.conn.resource("WorkBucket"), Key=f"runs/{run['run_id']}/manifest.json")["Body"].read())
+    manifest = json.loads(
+        pipeline.s3.get_object(Bucket=pipeline.conn.resource("WorkBucket"), Key=f"runs/{run['run_id']}/manifest.json")[
+            "Body"
+        ].read()
+    )
     publish_input = {
-        "run_id": run["run_id"], "dataset": "orders", "contract_version": 1, "source": run["source"],
-        "started_at": run["started_at"], "rows_in": run["rows_in"], "rows_out": run["rows_out"],
-        "rows_rejected": run["rows_rejected"], "bytes_in": run["bytes_in"], "bytes_out": run["bytes_out"],
-        "output_files": run["output_files"], "manifest_uri": run["manifest_uri"],
-        "partials_uri": manifest["partials_uri"], "duration_ms": 1,
+        "run_id": run["run_id"],
+        "dataset": "orders",
+        "contract_version": 1,
+        "source": run["source"],
+        "started_at": run["started_at"],
+        "rows_in": run["rows_in"],
+        "rows_out": run["rows_out"],
+        "rows_rejected": run["rows_rejected"],
+        "bytes_in": run["bytes_in"],
+        "bytes_out": run["bytes_out"],
+        "output_files": run["output_files"],
+        "manifest_uri": run["manifest_uri"],
+        "partials_uri": manifest["partials_uri"],
+        "duration_ms": 1,
     }
     for _ in range(2):
         result = pipeline.cloud.invoke("PublishFunction", publish_input)
         assert result.function_error is None, result.payload
     # ... and its records put again behind the idempotency guard's back (a lost PutRecords response)
-    partials = json.loads(pipeline.s3.get_object(
-        Bucket=pipeline.conn.resource("WorkBucket"), Key=f"runs/{run['run_id']}/partials.json")["Body"].read())
-    records = prepare_publication(partials, run_id=run["run_id"], contract_version=1,
-                                  src=source_id(run["source"]["bucket"], run["source"]["key"]),
-                                  order=run["started_at"], superseded=[])
+    partials = json.loads(
+        pipeline.s3.get_object(Bucket=pipeline.conn.resource("WorkBucket"), Key=f"runs/{run['run_id']}/partials.json")[
+            "Body"
+        ].read()
+    )
+    records = prepare_publication(
+        partials,
+        run_id=run["run_id"],
+        contract_version=1,
+        src=source_id(run["source"]["bucket"], run["source"]["key"]),
+        order=run["started_at"],
+        superseded=[],
+    )
     entries = [{"PartitionKey": key, "Data": data} for key, data in stream_entries(records)]
     assert entries
     pipeline.conn.client("kinesis").put_records(StreamName=pipeline.conn.resource("AggregatesStream"), Records=entries)
@@ -96,25 +126,45 @@ def test_aggregates_equal_a_group_by_over_the_parquet_under_duplicates_and_retri
 def test_a_poison_record_goes_to_the_dlq_and_the_rest_is_aggregated(pipeline: Pipeline) -> None:
     kinesis = pipeline.conn.client("kinesis")
     stream = pipeline.conn.resource("AggregatesStream")
-    good = {"dataset": "orders", "rows": [{
-        "order_id": "O-999999", "ordered_at": "2031-01-01T10:15:00Z", "customer_id": "C-9999", "country": "GB",
-        "channel": "web", "quantity": "2", "unit_price": "1.50", "amount": "3.00", "paid": "true"}]}
-    kinesis.put_records(StreamName=stream, Records=[
-        {"Data": b"\xff not json", "PartitionKey": "poison"},
-        {"Data": json.dumps(good).encode(), "PartitionKey": "good"},
-    ])
+    good = {
+        "dataset": "orders",
+        "rows": [
+            {
+                "order_id": "O-999999",
+                "ordered_at": "2031-01-01T10:15:00Z",
+                "customer_id": "C-9999",
+                "country": "GB",
+                "channel": "web",
+                "quantity": "2",
+                "unit_price": "1.50",
+                "amount": "3.00",
+                "paid": "true",
+            }
+        ],
+    }
+    kinesis.put_records(
+        StreamName=stream,
+        Records=[
+            {"Data": b"\xff not json", "PartitionKey": "poison"},
+            {"Data": json.dumps(good).encode(), "PartitionKey": "good"},
+        ],
+    )
     pipeline.settle()
     sqs = pipeline.conn.client("sqs")
-    messages = sqs.receive_message(QueueUrl=pipeline.conn.resource("AggregateDeadLetterQueue"),
-                                   MaxNumberOfMessages=10, WaitTimeSeconds=2).get("Messages", [])
+    messages = sqs.receive_message(
+        QueueUrl=pipeline.conn.resource("AggregateDeadLetterQueue"), MaxNumberOfMessages=10, WaitTimeSeconds=2
+    ).get("Messages", [])
     bodies = [json.loads(m["Body"]) for m in messages]
     assert bodies, "the poison record's batch info reached the on-failure destination"
     info = bodies[0]["KinesisBatchInfo"]
     assert info["shardId"] and info["startSequenceNumber"] and info["batchSize"] == 1
     records = pipeline.conn.client("kinesis")
-    shard_iter = records.get_shard_iterator(StreamName=stream, ShardId=info["shardId"],
-                                            ShardIteratorType="AT_SEQUENCE_NUMBER",
-                                            StartingSequenceNumber=info["startSequenceNumber"])["ShardIterator"]
+    shard_iter = records.get_shard_iterator(
+        StreamName=stream,
+        ShardId=info["shardId"],
+        ShardIteratorType="AT_SEQUENCE_NUMBER",
+        StartingSequenceNumber=info["startSequenceNumber"],
+    )["ShardIterator"]
     [poison, *_] = records.get_records(ShardIterator=shard_iter, Limit=1)["Records"]
     assert poison["Data"] == b"\xff not json"
     rows = [r for r in fetch_aggregates(pipeline.conn, dataset="orders") if str(r.bucket_start).startswith("2031")]
