@@ -13,6 +13,7 @@ from typing import Any
 
 from sluice.aggregates import PartialAggregator
 from sluice.contracts import Contract
+from sluice.errors import RejectThresholdError
 from sluice.payloads import TransformResult, ValidateResult
 from sluice.ports import ObjectStore
 from sluice.preflight import describe
@@ -50,14 +51,19 @@ def land_run(
     aggregator = PartialAggregator(contract, run_id) if contract.aggregates else None
     try:
         with store.open(source["bucket"], source["key"], source.get("version_id")) as body:
-            result = convert(
-                body,
-                contract,
-                run_id=run_id,
-                source_name=describe(source),
-                staging_dir=staging,
-                observers=[aggregator] if aggregator else [],
-            )
+            try:
+                result = convert(
+                    body,
+                    contract,
+                    run_id=run_id,
+                    source_name=describe(source),
+                    staging_dir=staging,
+                    observers=[aggregator] if aggregator else [],
+                )
+            except RejectThresholdError as exc:
+                raise _with_published_quarantine(
+                    exc, staging, store, quarantine_bucket, quarantine_prefix(contract.dataset, run_id)
+                ) from exc
         quarantine_uri = _publish_quarantine(
             result, store, quarantine_bucket, quarantine_prefix(contract.dataset, run_id)
         )
@@ -107,6 +113,17 @@ def land_run(
     if partials_uri:
         landed["partials_uri"] = partials_uri
     return landed
+
+
+def _with_published_quarantine(
+    exc: RejectThresholdError, staging: Path, store: ObjectStore, bucket: str, prefix: str
+) -> RejectThresholdError:
+    """Upload the quarantine a refused run left for diagnosis; the error then points at it."""
+    message = str(exc)
+    for path in sorted((staging / "_quarantine").glob("*")):
+        store.upload_file(path, bucket, prefix + path.name)
+        message = message.replace(str(path), s3_uri(bucket, prefix + path.name))
+    return RejectThresholdError(message)
 
 
 def _publish_quarantine(result: ConvertResult, store: ObjectStore, bucket: str, prefix: str) -> str | None:
