@@ -32,16 +32,23 @@ def source_uri(source: Mapping[str, Any]) -> str:
     return f"s3://{source['bucket']}/{source['key']}"
 
 
+def _identity(result: ValidateResult | TransformResult, status: str) -> dict[str, Any]:
+    """The fields every record of a run that passed Validate starts with."""
+    return {
+        "run_id": result["run_id"],
+        "dataset": result["dataset"],
+        "status": status,
+        "contract_version": result["contract_version"],
+        "source_uri": source_uri(result["source"]),
+        "source": dict(result["source"]),
+    }
+
+
 def started_record(result: ValidateResult, retention_days: int) -> dict[str, Any]:
     """The RUNNING record Validate writes once the contract accepted the file."""
     now = _now()
     return {
-        "run_id": result["run_id"],
-        "dataset": result["dataset"],
-        "status": RUNNING,
-        "contract_version": result["contract_version"],
-        "source_uri": source_uri(result["source"]),
-        "source": dict(result["source"]),
+        **_identity(result, RUNNING),
         "bytes_in": result["source"].get("size"),
         "mode": result["mode"],
         "started_at": result["started_at"],
@@ -56,12 +63,7 @@ def succeeded_record(result: TransformResult, manifest: Mapping[str, Any], reten
     started = datetime.fromisoformat(result["started_at"])
     outputs = [o["uri"] for o in manifest.get("outputs", [])]
     return {
-        "run_id": result["run_id"],
-        "dataset": result["dataset"],
-        "status": SUCCEEDED,
-        "contract_version": result["contract_version"],
-        "source_uri": source_uri(result["source"]),
-        "source": dict(result["source"]),
+        **_identity(result, SUCCEEDED),
         "rows_in": result["rows_in"],
         "rows_out": result["rows_out"],
         "rows_rejected": result["rows_rejected"],

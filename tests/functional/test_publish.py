@@ -13,22 +13,11 @@ import pytest
 
 from sluice.aggregates import PartialAggregator, source_id
 from sluice.contracts import load_contract
+from sluice.rules import contract_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 ORDERS = load_contract(ROOT / "contracts/orders.yaml")
-SCHEMA = pa.schema(
-    [
-        ("order_id", pa.string()),
-        ("ordered_at", pa.timestamp("us", tz="UTC")),
-        ("customer_id", pa.string()),
-        ("country", pa.string()),
-        ("channel", pa.string()),
-        ("quantity", pa.int64()),
-        ("unit_price", pa.decimal128(10, 2)),
-        ("amount", pa.decimal128(12, 2)),
-        ("paid", pa.bool_()),
-    ]
-)
+SCHEMA = contract_schema(ORDERS)
 T0 = datetime(2026, 11, 2, 4, 0, tzinfo=UTC)
 
 

@@ -29,6 +29,7 @@ from sluice.aggregates import (
 )
 from sluice.contracts import load_contract, parse_contract
 from sluice.errors import ContractError
+from sluice.rules import contract_schema
 from sluice.sketches import EXACT_LIMIT, DistinctSketch, SketchError
 
 ORDERS_V1 = load_contract("contracts/orders.yaml")
@@ -43,19 +44,7 @@ ORDERS = parse_contract(
         ],
     }
 )
-SCHEMA = pa.schema(
-    [
-        ("order_id", pa.string()),
-        ("ordered_at", pa.timestamp("us", tz="UTC")),
-        ("customer_id", pa.string()),
-        ("country", pa.string()),
-        ("channel", pa.string()),
-        ("quantity", pa.int64()),
-        ("unit_price", pa.decimal128(10, 2)),
-        ("amount", pa.decimal128(12, 2)),
-        ("paid", pa.bool_()),
-    ]
-)
+SCHEMA = contract_schema(ORDERS)
 
 
 def order(
