@@ -1,4 +1,6 @@
-"""Transform function: stream a raw CSV into partitioned zstd Parquet, quarantining bad rows."""
+"""Transform function: stream a raw CSV, or one byte range of it, into partitioned zstd Parquet."""
+
+from typing import cast
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -6,8 +8,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sluice.adapters.s3 import S3Store
 from sluice.contracts import contract_by_name
-from sluice.landing import land_run
-from sluice.payloads import TransformResult, ValidateResult
+from sluice.landing import land_range, land_run
+from sluice.payloads import RangeResult, RangeTask, TransformResult, ValidateResult
 from sluice.settings import contracts, settings
 
 logger = Logger()
@@ -18,11 +20,25 @@ metrics = Metrics()
 @logger.inject_lambda_context(correlation_id_path="run_id")
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def handler(event: ValidateResult, context: LambdaContext) -> TransformResult:
-    """Convert the run's raw object; outputs land under names derived from the run id."""
+def handler(event: ValidateResult | RangeTask, context: LambdaContext) -> TransformResult | RangeResult:
+    """Convert the run's raw object, or the byte range of a fan-out item; names derive from the run id."""
     cfg = settings()
     logger.append_keys(dataset=event["dataset"], key=event["source"]["key"])
     contract = contract_by_name(event["dataset"], contracts(cfg.contracts_dir))
+    metrics.add_dimension(name="dataset", value=contract.dataset)
+    if "range" in event:
+        task = cast(RangeTask, event)
+        part = land_range(task, contract, S3Store(), work_bucket=cfg.work_bucket, staging_root=cfg.staging_dir)
+        metrics.add_metric("RangeRowsIn", MetricUnit.Count, part["rows_in"])
+        logger.info(
+            "range transformed",
+            index=part["index"],
+            start=task["range"]["start"],
+            end=task["range"]["end"],
+            rows_in=part["rows_in"],
+            rows_rejected=part["rows_rejected"],
+        )
+        return part
     result = land_run(
         event,
         contract,
@@ -32,7 +48,6 @@ def handler(event: ValidateResult, context: LambdaContext) -> TransformResult:
         work_bucket=cfg.work_bucket,
         staging_root=cfg.staging_dir,
     )
-    metrics.add_dimension(name="dataset", value=contract.dataset)
     metrics.add_metric("RowsIn", MetricUnit.Count, result["rows_in"])
     metrics.add_metric("RowsRejected", MetricUnit.Count, result["rows_rejected"])
     logger.info(

@@ -6,6 +6,7 @@ import copy
 import io
 import json
 import logging
+import re
 import warnings
 import zipfile
 from collections.abc import Callable, Mapping
@@ -19,7 +20,7 @@ from cfnlint.decode import cfn_yaml
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 
-from localcloud.intrinsics import attribute_of
+from localcloud.intrinsics import attribute_of, resolve
 
 ClientFactory = Callable[[str], Any]
 
@@ -286,6 +287,25 @@ def _describe(cfn: Any, dep: Deployment) -> Deployment:
     return dep
 
 
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_.]+)\}")
+
+
+def _rendered_definition(dep: Deployment, lid: str) -> str | None:
+    """The definition of state machine `lid` with its ``DefinitionSubstitutions`` applied (None: none).
+
+    moto's ``Fn::Sub`` runs ``string.Template`` over the text, which turns ``$$`` (the context
+    object in ASL paths such as ``$$.Map.Item.Value``) into ``$``; the substitution is done here
+    instead, like Step Functions does it: only ``${Name}`` of a given name is replaced.
+    """
+    props = dep.translated["Resources"].get(lid, {}).get("Properties", {})
+    sub = props.get("DefinitionString")
+    if not isinstance(sub, dict) or not isinstance(sub.get("Fn::Sub"), list):
+        return None
+    text, variables = sub["Fn::Sub"]
+    values = {name: str(resolve(value, dep.refs(), dep.getatt)) for name, value in variables.items()}
+    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), str(text))
+
+
 def _move_state_machines(sfn: Any, dep: Deployment, enable_asl: Callable[[], None]) -> None:
     machines = {
         lid: dep.resources[lid]
@@ -297,7 +317,7 @@ def _move_state_machines(sfn: Any, dep: Deployment, enable_asl: Callable[[], Non
     for lid, desc in described.items():
         kwargs: dict[str, Any] = {
             "name": desc["name"],
-            "definition": desc["definition"],
+            "definition": _rendered_definition(dep, lid) or desc["definition"],
             "roleArn": desc["roleArn"],
             "type": desc.get("type", "STANDARD"),
         }

@@ -37,6 +37,59 @@ class ValidateResult(TypedDict):
     started_at: str
 
 
+class PlanRef(TypedDict):
+    """Where Plan wrote a fan-out's byte ranges, and what every range needs to know of the file."""
+
+    bucket: str
+    key: str  # JSON array of ByteRange (the Distributed Map's ItemReader)
+    ranges: int
+    header: list[str]  # the file's header cells (empty when the contract has no header)
+    header_lines: int  # physical lines before the first data byte (preamble, blank lines, header)
+    header_bytes: int  # offset of the first data byte (start of range 0)
+    leading_blank_lines: int  # blank lines before the header (counted like the single-worker path)
+    range_bytes: int
+    max_concurrency: int
+    planned_at: str
+
+
+class ByteRange(TypedDict):
+    """One item of a fan-out: bytes ``[start, end)`` of the raw object, starting on a line boundary."""
+
+    index: int
+    start: int
+    end: int
+
+
+class PlanResult(ValidateResult):
+    """Output of Plan: the validated run plus its plan."""
+
+    plan: PlanRef
+
+
+class RangeTask(TypedDict):
+    """Input of Transform for one byte range (the Distributed Map's ItemSelector builds it)."""
+
+    run_id: str
+    dataset: str
+    contract_version: int
+    source: SourceObject
+    started_at: str
+    plan: PlanRef
+    range: ByteRange
+
+
+class RangeResult(TypedDict):
+    """Output of Transform for one range: counts only (the part manifest in S3 has the rest)."""
+
+    run_id: str
+    index: int
+    rows_in: int
+    rows_out: int
+    rows_rejected: int
+    lines: int
+    part_uri: str
+
+
 class TransformResult(TypedDict):
     """Output of Transform (and of Merge after a fan-out)."""
 

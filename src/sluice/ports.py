@@ -14,6 +14,10 @@ class ObjectStore(Protocol):
         """A streaming, non-seekable reader of the object's bytes."""
         ...
 
+    def open_range(self, bucket: str, key: str, start: int, end: int, version_id: str | None = None) -> BinaryIO:
+        """A streaming, non-seekable reader of bytes ``[start, end)`` (one ranged GET)."""
+        ...
+
     def head(self, bucket: str, key: str, version_id: str | None = None) -> Mapping[str, Any]:
         """Size (``ContentLength``), ``ETag``, ``VersionId`` of the object."""
         ...
@@ -24,6 +28,10 @@ class ObjectStore(Protocol):
 
     def upload_file(self, path: Path, bucket: str, key: str, content_type: str | None = None) -> None:
         """Upload a finished local file (multipart when large)."""
+        ...
+
+    def copy(self, bucket: str, key: str, to_bucket: str, to_key: str) -> None:
+        """Server-side copy of an object (multipart when large)."""
         ...
 
     def put_json(self, bucket: str, key: str, document: Any) -> str:

@@ -107,6 +107,24 @@ def check_header(text: str, contract: Contract, where: str) -> None:
         )
 
 
+def fanout_blocker(contract: Contract) -> str | None:
+    """Why files of `contract` cannot be split into byte ranges (None: they can).
+
+    A range must start on a record boundary found by looking for a line break in the raw bytes,
+    which holds only when no value contains a line break and a line break is one byte (not
+    UTF-16). ``unique`` is checked within one worker's rows, so such contracts stay on one worker
+    too (cross-range uniqueness would need a shuffle).
+    """
+    if contract.dialect.newlines_in_values:
+        return "dialect.newlines_in_values allows line breaks inside values"
+    if contract.dialect.encoding.startswith("utf-16"):
+        return f"encoding {contract.dialect.encoding} has two-byte line breaks"
+    unique = [c.name for c in contract.columns if c.unique]
+    if unique:
+        return f"unique columns ({', '.join(unique)}) are checked across the whole file"
+    return None
+
+
 def validate_run(
     run: RunInput, contracts: Sequence[Contract], store: ObjectStore, fanout_threshold_bytes: int
 ) -> ValidateResult:
@@ -128,7 +146,7 @@ def validate_run(
     sample = store.read_range(source["bucket"], source["key"], 0, min(size, SAMPLE_BYTES), resolved["version_id"])
     complete = size <= SAMPLE_BYTES
     check_header(sample_text(sample, contract, where, complete), contract, where)
-    fanout = size > fanout_threshold_bytes and not contract.dialect.newlines_in_values
+    fanout = size > fanout_threshold_bytes and fanout_blocker(contract) is None
     return ValidateResult(
         run_id=run["run_id"],
         dataset=contract.dataset,

@@ -21,10 +21,14 @@ from sluice_cli.display import make_console
 from sluice_cli.seeding import load_event, upload_samples
 
 # The state machine's tasks in order, each with its event: a step's event refers to what the steps
-# before it wrote (run "orders-sample-0001"), so on a fresh cloud they run first.
+# before it wrote (run "orders-sample-0001"), so on a fresh cloud they run first. This is the
+# fan-out branch (Plan, Transform of one byte range, Merge), which runs every pipeline function;
+# the single-worker Transform takes events/transform.json (`sluice invoke transform -e ...`).
 PIPELINE = (
     ("ValidateFunction", "events/validate.json"),
-    ("TransformFunction", "events/transform.json"),
+    ("PlanFunction", "events/plan.json"),
+    ("TransformFunction", "events/transform-range.json"),
+    ("MergeFunction", "events/merge.json"),
     ("SummarizeFunction", "events/summarize.json"),
     ("PublishFunction", "events/publish.json"),
 )

@@ -18,6 +18,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str], bytes] = {}
         self.modified: dict[tuple[str, str], datetime] = {}
+        self.range_reads: list[tuple[str, str, int, int]] = []  # (bucket, key, start, end) of every ranged read
 
     def put(self, bucket: str, key: str, data: bytes, modified: datetime | None = None) -> None:
         self.objects[(bucket, key)] = data
@@ -26,12 +27,20 @@ class MemoryStore:
     def open(self, bucket: str, key: str, version_id: str | None = None) -> BinaryIO:
         return io.BytesIO(self.objects[(bucket, key)])
 
+    def open_range(self, bucket: str, key: str, start: int, end: int, version_id: str | None = None) -> BinaryIO:
+        self.range_reads.append((bucket, key, start, end))
+        return io.BytesIO(self.objects[(bucket, key)][start:end])
+
     def head(self, bucket: str, key: str, version_id: str | None = None) -> Mapping[str, Any]:
         data = self.objects[(bucket, key)]
         return {"ContentLength": len(data), "ETag": f'"etag-{len(data)}"', "VersionId": version_id or "v1"}
 
     def read_range(self, bucket: str, key: str, start: int, end: int, version_id: str | None = None) -> bytes:
+        self.range_reads.append((bucket, key, start, end))
         return self.objects[(bucket, key)][start:end]
+
+    def copy(self, bucket: str, key: str, to_bucket: str, to_key: str) -> None:
+        self.put(to_bucket, to_key, self.objects[(bucket, key)])
 
     def upload_file(self, path: Path, bucket: str, key: str, content_type: str | None = None) -> None:
         self.put(bucket, key, Path(path).read_bytes())

@@ -28,8 +28,9 @@ def test_good_file_single_mode_with_resolved_source():
     assert result["contract_version"] == 1
 
 
-def test_large_file_fans_out():
-    assert run_for(MemoryStore(), "orders/a.csv", GOOD, threshold=100)["mode"] == "fanout"
+def test_large_file_stays_on_one_worker_when_the_contract_has_unique_columns():
+    # orders declares order_id unique, which is checked over the whole file (fan-out: tests/unit/test_fanout.py)
+    assert run_for(MemoryStore(), "orders/a.csv", GOOD, threshold=100)["mode"] == "single"
 
 
 def test_header_mismatch_lists_differences():

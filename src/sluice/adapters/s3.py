@@ -32,6 +32,14 @@ class S3Store:
         body = self._s3.get_object(Bucket=bucket, Key=key, **_version(version_id))["Body"]
         return cast(BinaryIO, io.BufferedReader(cast(io.RawIOBase, _BodyReader(body)), buffer_size=1 << 20))
 
+    def open_range(self, bucket: str, key: str, start: int, end: int, version_id: str | None = None) -> BinaryIO:
+        """Stream bytes ``[start, end)`` with one ranged GET (an empty range reads nothing)."""
+        if end <= start:
+            return cast(BinaryIO, io.BytesIO(b""))
+        resp = self._s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}", **_version(version_id))
+        raw = _BodyReader(resp["Body"])
+        return cast(BinaryIO, io.BufferedReader(cast(io.RawIOBase, raw), buffer_size=1 << 20))
+
     def head(self, bucket: str, key: str, version_id: str | None = None) -> Mapping[str, Any]:
         """The object's metadata (``ContentLength``, ``ETag``, ``VersionId``)."""
         return cast(Mapping[str, Any], self._s3.head_object(Bucket=bucket, Key=key, **_version(version_id)))
@@ -47,6 +55,10 @@ class S3Store:
         """Upload a finished local file (multipart above 16 MiB)."""
         extra = {"ContentType": content_type} if content_type else None
         self._s3.upload_file(str(path), bucket, key, ExtraArgs=extra, Config=_TRANSFER)
+
+    def copy(self, bucket: str, key: str, to_bucket: str, to_key: str) -> None:
+        """Server-side copy (multipart copy above 16 MiB, so objects over 5 GB copy too)."""
+        self._s3.copy({"Bucket": bucket, "Key": key}, to_bucket, to_key, Config=_TRANSFER)
 
     def put_json(self, bucket: str, key: str, document: Any) -> str:
         """Write `document` as JSON; returns its URI."""

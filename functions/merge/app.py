@@ -1,0 +1,47 @@
+"""Merge function: publish the parts the byte ranges of a fan-out staged as one run."""
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from sluice.adapters.s3 import S3Store
+from sluice.contracts import contract_by_name
+from sluice.fanout import merge_run
+from sluice.payloads import PlanResult, TransformResult
+from sluice.settings import contracts, settings
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context(correlation_id_path="run_id")
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: PlanResult, context: LambdaContext) -> TransformResult:
+    """Check every range left its part, apply the reject threshold, publish outputs and run manifest."""
+    cfg = settings()
+    logger.append_keys(dataset=event["dataset"], key=event["source"]["key"])
+    contract = contract_by_name(event["dataset"], contracts(cfg.contracts_dir))
+    result = merge_run(
+        event,
+        contract,
+        S3Store(),
+        curated_bucket=cfg.curated_bucket,
+        quarantine_bucket=cfg.quarantine_bucket,
+        work_bucket=cfg.work_bucket,
+        staging_root=cfg.staging_dir,
+    )
+    metrics.add_dimension(name="dataset", value=contract.dataset)
+    metrics.add_metric("RowsIn", MetricUnit.Count, result["rows_in"])
+    metrics.add_metric("RowsRejected", MetricUnit.Count, result["rows_rejected"])
+    metrics.add_metric("FanoutRanges", MetricUnit.Count, event["plan"]["ranges"])
+    logger.info(
+        "merged",
+        ranges=event["plan"]["ranges"],
+        rows_in=result["rows_in"],
+        rows_out=result["rows_out"],
+        rows_rejected=result["rows_rejected"],
+        output_files=result["output_files"],
+    )
+    return result
