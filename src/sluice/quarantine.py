@@ -1,0 +1,116 @@
+r"""The quarantine of a run: ``rejected.csv`` (one row per rejected record) and ``report.json``.
+
+``rejected.csv`` is UTF-8 CSV with the columns ``_line, _rule, _column, _value, _message, _text``:
+the physical line the record starts on, the first rule it broke (``<column>.<rule>`` or
+``row.fields`` / ``row.quote`` / ``row.encoding`` / ``row.nul`` / ``row.transform``), the column and
+offending value when the rule is about one value, a readable message, and the record's original
+text (decoded; bytes that could not be decoded and NUL characters are written as ``\\xNN``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+HEADER = ("_line", "_rule", "_column", "_value", "_message", "_text")
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """One rejected record."""
+
+    line: int
+    rule: str
+    column: str | None
+    value: str | None
+    reason: str
+    text: str
+
+
+class QuarantineWriter:
+    """Stream rejected records to ``rejected.csv`` and summarise them in ``report.json``.
+
+    Parameters
+    ----------
+    directory
+        Where both files are written (created on demand).
+    source_name, contract_label
+        For messages.
+    examples_per_rule
+        How many examples of each rule the report keeps.
+
+    """
+
+    def __init__(self, directory: Path, *, source_name: str, contract_label: str, examples_per_rule: int = 5) -> None:
+        self.directory = directory
+        self.rejected_path = directory / "rejected.csv"
+        self.report_path = directory / "report.json"
+        self._source = source_name
+        self._label = contract_label
+        self._per_rule = examples_per_rule
+        self._file: IO[str] | None = None
+        self._writer: Any = None
+        self.counts: dict[str, int] = {}
+        self.examples: dict[str, list[dict[str, Any]]] = {}
+
+    @property
+    def total(self) -> int:
+        """Records rejected so far."""
+        return sum(self.counts.values())
+
+    def message(self, r: Rejected) -> str:
+        """The one-line explanation of a rejected record."""
+        where = f"{self._source} line {r.line}"
+        if r.column is not None:
+            where += f", column {json.dumps(r.column, ensure_ascii=False)}"
+            what = f"{json.dumps(r.value, ensure_ascii=False) if r.value is not None else 'null'} {r.reason}"
+        else:
+            what = f"the record {r.reason}"
+        return f"{where}: {what} (rule {r.rule}, contract {self._label})"
+
+    def add(self, records: list[Rejected]) -> None:
+        """Append `records` (already in line order)."""
+        if not records:
+            return
+        if self._file is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._file = self.rejected_path.open("w", encoding="utf-8", newline="")
+            self._writer = csv.writer(self._file)
+            self._writer.writerow(HEADER)
+        for r in records:
+            msg = self.message(r)
+            self._writer.writerow([r.line, r.rule, r.column or "", "" if r.value is None else r.value, msg, r.text])
+            self.counts[r.rule] = self.counts.get(r.rule, 0) + 1
+            examples = self.examples.setdefault(r.rule, [])
+            if len(examples) < self._per_rule:
+                examples.append({"line": r.line, "column": r.column, "value": r.value, "message": msg})
+
+    def close(self, summary: dict[str, Any]) -> tuple[Path | None, Path]:
+        """Finish ``rejected.csv`` (None when nothing was rejected) and write ``report.json``."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self.directory.mkdir(parents=True, exist_ok=True)
+        report = {
+            **summary,
+            "source": self._source,
+            "contract": self._label,
+            "rows_rejected": self.total,
+            "rejects_by_rule": dict(sorted(self.counts.items())),
+            "examples": self.examples,
+            "rejected_file": self.rejected_path.name if self.total else None,
+            "rejected_columns": list(HEADER),
+        }
+        self.report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        return (self.rejected_path if self.total else None), self.report_path
+
+    def discard(self) -> None:
+        """Remove anything written (the whole file was rejected)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        for p in (self.rejected_path, self.report_path):
+            p.unlink(missing_ok=True)

@@ -1,0 +1,375 @@
+"""CSV to Parquet in one streaming pass: decode, parse, validate, quarantine, partition, write.
+
+:func:`convert` reads a (possibly non-seekable) binary stream once, in record-aligned chunks of
+``block_size`` bytes, so memory depends on the options, not on the file. Every input record ends
+up either in a Parquet file or in the quarantine (``rows_in == rows_out + rows_rejected``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import numpy as np
+import pyarrow as pa
+
+from sluice.contracts import Contract
+from sluice.csvsource import Chunk, CsvFormat, CsvReader
+from sluice.errors import InputRejectedError, RejectThresholdError
+from sluice.partitioning import PartitionedWriter, WriterOptions, add_partitions, partition_type
+from sluice.quarantine import QuarantineWriter, Rejected
+from sluice.rules import Validator, contract_schema
+from sluice.textstream import Utf8Blocks
+
+if TYPE_CHECKING:
+    from sluice.hooks import HookRunner
+
+Observer = Callable[[pa.Table], None]
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """Knobs of :func:`convert`; memory depends on them, not on the file.
+
+    Working memory is roughly 4 x ``block_size`` (bytes being parsed) + ``buffer_bytes`` (rows
+    waiting for their row group) + ``row_group_bytes`` more with ``use_threads`` (the row group
+    being encoded in the background) + 8 bytes per distinct value of each ``unique`` column
+    (twice that while its index merges), on top of ~190 MB for Python, pyarrow and pandas.
+    ``use_threads`` overlaps Parquet encoding with parsing: worth it with 2+ vCPUs (Lambda at
+    1,769 MB and above), useless with one.
+
+    ``header`` and ``first_line`` convert a byte range: `source` then starts at a record boundary
+    on physical line ``first_line``, has no header of its own, and ``header`` is the file's
+    header (already checked against the contract by whoever split the file).
+    """
+
+    block_size: int = 4 << 20
+    max_record_bytes: int = 64 << 20
+    row_group_rows: int = 1 << 20
+    row_group_bytes: int = 24 << 20
+    buffer_bytes: int = 64 << 20
+    max_open_writers: int = 64
+    compression: str = "zstd"
+    compression_level: int | None = None
+    use_threads: bool = False  # encode Parquet in a background thread (pays off with 2+ vCPUs)
+    parse_threads: bool = False  # pyarrow's multi-threaded CSV parse (slower with quoted-newline support)
+    examples_per_rule: int = 5
+    header: tuple[str, ...] | None = None
+    first_line: int = 1
+
+    def writer_options(self) -> WriterOptions:
+        """The Parquet writer part of the options."""
+        return WriterOptions(
+            row_group_rows=self.row_group_rows,
+            row_group_bytes=self.row_group_bytes,
+            buffer_bytes=self.buffer_bytes,
+            max_open_writers=self.max_open_writers,
+            compression=self.compression,
+            compression_level=self.compression_level,
+            background=self.use_threads,
+        )
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    """One staged Parquet file."""
+
+    key: str
+    path: Path
+    rows: int
+    bytes: int
+    partition: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    """What a conversion produced.
+
+    ``schema`` lists the Parquet columns in file order: the contract's columns (contract type
+    names), then columns added by the contract's pandas hook (Arrow type names), then the
+    partition columns (which are stored in the files as well as in the hive path).
+    """
+
+    rows_in: int
+    rows_out: int
+    rows_rejected: int
+    bytes_in: int
+    bytes_out: int
+    outputs: tuple[OutputFile, ...]
+    rejected_path: Path | None
+    report_path: Path | None
+    rejects_by_rule: dict[str, int]
+    schema: tuple[tuple[str, str], ...]
+    blank_lines: int
+    partition_columns: tuple[str, ...] = field(default=())
+
+    def to_summary(self) -> dict[str, Any]:
+        """A JSON-able summary."""
+        return {
+            "rows_in": self.rows_in,
+            "rows_out": self.rows_out,
+            "rows_rejected": self.rows_rejected,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "blank_lines": self.blank_lines,
+            "rejects_by_rule": dict(self.rejects_by_rule),
+            "schema": [list(c) for c in self.schema],
+            "partition_columns": list(self.partition_columns),
+            "outputs": [
+                {"key": o.key, "path": str(o.path), "rows": o.rows, "bytes": o.bytes, "partition": o.partition}
+                for o in self.outputs
+            ],
+            "rejected_path": str(self.rejected_path) if self.rejected_path else None,
+            "report_path": str(self.report_path) if self.report_path else None,
+        }
+
+
+def _printable_name(name: str) -> str:
+    return json.dumps(name.strip(), ensure_ascii=False)
+
+
+def check_header(found: Sequence[str], contract: Contract, source_name: str) -> None:
+    """Compare the file's header with the contract's columns (names trimmed, order significant).
+
+    Raises
+    ------
+    InputRejectedError
+        The message lists missing, unexpected and misordered columns.
+
+    """
+    got = [c.strip() for c in found]
+    want = [c.header_name.strip() for c in contract.columns]
+    if got == want:
+        return
+    missing = [w for w in want if w not in got]
+    unexpected = [g for g in got if g not in want]
+    problems = []
+    if missing:
+        problems.append("missing " + ", ".join(map(_printable_name, missing)))
+    if unexpected:
+        problems.append("unexpected " + ", ".join(map(_printable_name, unexpected)))
+    if not missing and not unexpected:
+        if len(got) != len(want):
+            problems.append(f"{len(got)} columns where the contract has {len(want)} (repeated names)")
+        else:
+            wrong = [
+                f"column {i + 1} is {_printable_name(g)}, expected {_printable_name(w)}"
+                for i, (g, w) in enumerate(zip(got, want, strict=True))
+                if g != w
+            ]
+            problems.append("misordered: " + "; ".join(wrong[:10]))
+    raise InputRejectedError(
+        f"{source_name} line {contract.dialect.skip_rows + 1}: the header does not match contract {contract.label}: "
+        f"{'; '.join(problems)}. Expected {len(want)} columns: {', '.join(map(_printable_name, want))}. "
+        f"Fix the file, or the contract (columns[].source maps a header name to a column)"
+    )
+
+
+class _Run:
+    """State of one conversion."""
+
+    def __init__(
+        self,
+        contract: Contract,
+        *,
+        run_id: str,
+        source_name: str,
+        staging_dir: Path,
+        observers: Sequence[Observer],
+        options: ConvertOptions,
+    ) -> None:
+        self.contract = contract
+        self.run_id = run_id
+        self.source_name = source_name
+        self.staging_dir = staging_dir
+        self.observers = observers
+        self.options = options
+        self.validator = Validator(contract)
+        self.base_schema = contract_schema(contract)
+        self.partition_fields = [pa.field(p.name, partition_type(p, contract)[0]) for p in contract.partition]
+        self.hook: HookRunner | None = None
+        if contract.transform:
+            from sluice.hooks import HookRunner
+
+            self.hook = HookRunner(contract.transform, contract, self.base_schema, source_name)
+        self.quarantine = QuarantineWriter(
+            staging_dir / "_quarantine",
+            source_name=source_name,
+            contract_label=contract.label,
+            examples_per_rule=options.examples_per_rule,
+        )
+        self.writer: PartitionedWriter | None = None
+        self.rows_in = 0
+        self.rows_out = 0
+        self.blank_lines = 0
+
+    def process(self, chunk: Chunk) -> None:
+        self.rows_in += chunk.records
+        self.blank_lines += chunk.blank_lines
+        rejected = [Rejected(b.line, b.rule, b.column, b.value, b.reason, b.text) for b in chunk.bad]
+        typed, rejects = self.validator.validate(chunk.table)
+        if len(rejects):
+            for (line, text), rule, col, value, reason in zip(
+                chunk.locate(rejects.rows.tolist()),
+                rejects.rules,
+                rejects.columns,
+                rejects.values,
+                rejects.reasons,
+                strict=True,
+            ):
+                rejected.append(Rejected(line, rule, col, value, reason, text))
+        if self.hook is not None and typed.num_rows:
+            typed, dropped = self.hook(typed, chunk.first_line)
+            if len(dropped):
+                kept_rows = np.setdiff1d(np.arange(chunk.table.num_rows), rejects.rows)
+                for line, text in chunk.locate(kept_rows[dropped].tolist()):
+                    rejected.append(
+                        Rejected(
+                            line,
+                            "row.transform",
+                            None,
+                            None,
+                            f"was dropped by transform hook {self.contract.transform}",
+                            text,
+                        )
+                    )
+        rejected.sort(key=lambda r: r.line)
+        self.quarantine.add(rejected)
+        if typed.num_rows:
+            self.rows_out += typed.num_rows
+            if self.observers:
+                base = typed.select(self.base_schema.names)
+                for observe in self.observers:
+                    observe(base)
+            table, paths = add_partitions(typed, self.contract)
+            self._writer(table.schema).write(table, paths)
+
+    def _writer(self, schema: pa.Schema) -> PartitionedWriter:
+        if self.writer is None:
+            self.writer = PartitionedWriter(
+                self.staging_dir,
+                dataset=self.contract.dataset,
+                run_id=self.run_id,
+                schema=schema,
+                options=self.options.writer_options(),
+            )
+        return self.writer
+
+    def schema(self) -> tuple[tuple[str, str], ...]:
+        cols = [(c.name, c.type) for c in self.contract.columns]
+        if self.hook is not None and self.hook.extra is not None:
+            cols += [(f.name, str(f.type)) for f in self.hook.extra]
+        cols += [(p.name, partition_type(p, self.contract)[1]) for p in self.contract.partition]
+        return tuple(cols)
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
+
+
+def convert(
+    source: BinaryIO,
+    contract: Contract,
+    *,
+    run_id: str,
+    source_name: str,
+    staging_dir: Path,
+    observers: Sequence[Observer] = (),
+    options: ConvertOptions | None = None,
+) -> ConvertResult:
+    """Convert one CSV stream to Parquet files and a quarantine under `staging_dir`.
+
+    Parquet files land at ``staging_dir / key`` (see :class:`OutputFile`); the quarantine at
+    ``staging_dir / "_quarantine" / {rejected.csv, report.json}``. `observers` get every batch
+    of valid rows (contract columns and types) before partition columns are added.
+
+    Raises
+    ------
+    InputRejectedError
+        The file as a whole cannot be loaded (empty, header mismatch, encoding, quoting that
+        never closes, a line break in a value the contract does not allow); nothing is left
+        in `staging_dir`.
+    RejectThresholdError
+        More rows were rejected than ``contract.max_reject_ratio`` allows; no Parquet file is
+        left, the quarantine files are kept for diagnosis.
+    ContractError
+        The contract cannot be applied (a rule that does not fit its type, a missing hook).
+
+    """
+    opts = options or ConvertOptions()
+    run = _Run(
+        contract, run_id=run_id, source_name=source_name, staging_dir=staging_dir, observers=observers, options=opts
+    )
+    blocks = Utf8Blocks(
+        source,
+        contract.dialect.encoding,
+        source_name=source_name,
+        block_size=opts.block_size,
+        at_start=opts.header is None,
+    )
+    reader = CsvReader(
+        blocks,
+        CsvFormat.from_dialect(contract.dialect),
+        source_name=source_name,
+        encoding=contract.dialect.encoding,
+        contract_label=contract.label,
+        chunk_size=opts.block_size,
+        max_record_bytes=opts.max_record_bytes,
+        first_line=opts.first_line,
+        use_threads=opts.parse_threads,
+    )
+    try:
+        if opts.header is None:
+            cells = reader.read_header(skip_lines=contract.dialect.skip_rows, header=contract.dialect.header)
+            if cells is not None:
+                check_header(cells, contract, source_name)
+        pool = pa.default_memory_pool()
+        for chunk in reader.chunks(contract.column_names):
+            run.process(chunk)
+            del chunk
+            pool.release_unused()  # hand freed chunk memory back to the OS: keeps RSS flat
+        rejected = run.quarantine.total
+        run.blank_lines += reader.leading_blank_lines
+        summary = {"run_id": run_id, "rows_in": run.rows_in, "rows_out": run.rows_out, "blank_lines": run.blank_lines}
+        if run.rows_in and rejected / run.rows_in > contract.max_reject_ratio:
+            run.abort()
+            run.quarantine.close(summary)
+            top = sorted(run.quarantine.counts.items(), key=lambda kv: -kv[1])[:3]
+            raise RejectThresholdError(
+                f"{source_name}: {rejected} of {run.rows_in} rows ({rejected / run.rows_in:.1%}) broke contract "
+                f"{contract.label}, more than its max_reject_ratio {contract.max_reject_ratio:g} allows; "
+                f"most frequent: {', '.join(f'{k} x{v}' for k, v in top)}. Nothing was loaded; rejected.csv and "
+                f"report.json in the quarantine list every rejected row"
+            )
+        outputs = run.writer.close() if run.writer is not None else []
+        rejected_path, report_path = run.quarantine.close(summary)
+    except RejectThresholdError:
+        raise
+    except BaseException:
+        run.abort()
+        run.quarantine.discard()
+        raise
+    finally:
+        shutil.rmtree(staging_dir / "_spill", ignore_errors=True)
+    files = tuple(OutputFile(o.key, o.path, o.rows, o.bytes, o.partition) for o in outputs)
+    return ConvertResult(
+        rows_in=run.rows_in,
+        rows_out=run.rows_out,
+        rows_rejected=rejected,
+        bytes_in=blocks.bytes_in,
+        bytes_out=sum(f.bytes for f in files),
+        outputs=files,
+        rejected_path=rejected_path,
+        report_path=report_path,
+        rejects_by_rule=dict(sorted(run.quarantine.counts.items())),
+        schema=run.schema(),
+        blank_lines=run.blank_lines,
+        partition_columns=tuple(p.name for p in contract.partition),
+    )
+
+
+__all__ = ["ConvertOptions", "ConvertResult", "InputRejectedError", "OutputFile", "convert"]

@@ -1,0 +1,166 @@
+"""``sluice convert`` and ``sluice contract infer|check|schema``: the transform on local files, no cloud."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from sluice.contracts import Contract, load_contract
+from sluice.errors import RejectThresholdError, SluiceError
+from sluice.infer import InferOptions, infer_contract
+from sluice.payloads import SourceObject
+from sluice.runid import run_id_for
+from sluice.transform import ConvertOptions, convert
+
+
+def register(subparsers: Any) -> None:
+    """Add ``convert`` and ``contract`` to the ``sluice`` command."""
+    conv = subparsers.add_parser(
+        "convert",
+        help="convert a local CSV file to Parquet with a dataset contract (no cloud)",
+        description="Convert FILE with contract C into DIR/<dataset>/<partition>/<run_id>-0.parquet and "
+        "DIR/_quarantine/<dataset>/<run_id>/{rejected.csv,report.json}; prints a JSON summary.",
+    )
+    conv.add_argument("file", type=Path, metavar="FILE")
+    conv.add_argument("--contract", "-c", required=True, type=Path, metavar="C.yaml")
+    conv.add_argument("--out", "-o", required=True, type=Path, metavar="DIR")
+    conv.add_argument("--run-id", help="override the run id (default: derived from the file)")
+    conv.add_argument("--block-size-mib", type=int, default=4, help="bytes parsed per chunk (default 4 MiB)")
+    conv.add_argument("--threads", action="store_true", help="encode Parquet in a background thread (2+ CPUs)")
+    conv.set_defaults(func=_convert)
+
+    contract = subparsers.add_parser("contract", help="infer, check or describe dataset contracts")
+    sub = contract.add_subparsers(dest="contract_command", metavar="ACTION", required=True)
+    inf = sub.add_parser("infer", help="print a contract YAML inferred from a CSV file")
+    inf.add_argument("file", type=Path, metavar="FILE")
+    inf.add_argument("--dataset", help="dataset name (default: from the file name)")
+    inf.add_argument("--encoding", help="skip encoding sniffing")
+    inf.add_argument("--delimiter", help="skip delimiter sniffing (use \\t or tab for TAB)")
+    inf.add_argument("--quote-char", help="quote character, or 'none' for files written without quoting")
+    inf.add_argument("--escape-char", help="escape character (e.g. '\\' for MySQL-style \\\" quotes)")
+    inf.add_argument("--header-line", type=int, help="1-based line of the header; 0 for no header")
+    inf.add_argument("--sample-mib", type=int, default=8, help="how much of the file to read (default 8 MiB)")
+    inf.set_defaults(func=_infer)
+    chk = sub.add_parser("check", help="validate contract files")
+    chk.add_argument("files", type=Path, nargs="+", metavar="FILE.yaml")
+    chk.set_defaults(func=_check)
+    sch = sub.add_parser("schema", help="print the JSON Schema of contract files")
+    sch.set_defaults(func=_schema)
+
+
+def _fail(message: str) -> int:
+    print(f"sluice: error: {' '.join(message.split())}", file=sys.stderr)
+    return 2
+
+
+def local_run_id(contract: Contract, path: Path) -> str:
+    """The run id of a local file: its path and version (size, mtime) under the bucket ``local``."""
+    st = path.stat()
+    source: SourceObject = {"bucket": "local", "key": str(path), "etag": f"{st.st_size}-{st.st_mtime_ns}"}
+    return run_id_for(contract.dataset, source)
+
+
+def _move(src: Path, dest: Path) -> Path:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(src, dest)
+    return dest.resolve()
+
+
+def _convert(args: argparse.Namespace) -> int:
+    try:
+        contract = load_contract(args.contract)
+        path = args.file.resolve()
+        run_id = args.run_id or local_run_id(contract, path)
+        out = args.out.resolve()
+        out.mkdir(parents=True, exist_ok=True)
+    except SluiceError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"{exc.filename or args.file}: {exc.strerror or exc}")
+    sys.path.insert(0, str(args.contract.resolve().parent))  # hooks named by the contract may live next to it
+    staging = out / f".staging-{run_id}"
+    qdir = out / "_quarantine" / contract.dataset / run_id
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        options = ConvertOptions(block_size=max(1, args.block_size_mib) << 20, use_threads=args.threads)
+        with path.open("rb") as f:
+            result = convert(f, contract, run_id=run_id, source_name=str(path), staging_dir=staging, options=options)
+        outputs = [_move(o.path, out / o.key) for o in result.outputs]
+        quarantine = [_move(p, qdir / p.name) for p in (result.rejected_path, result.report_path) if p is not None]
+    except RejectThresholdError as exc:
+        kept = [_move(p, qdir / p.name) for p in (staging / "_quarantine").glob("*") if p.is_file()]
+        return _fail(f"{exc}{' (' + str(qdir) + ')' if kept else ''}")
+    except SluiceError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"{exc.filename or args.file}: {exc.strerror or exc}")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    summary = result.to_summary()
+    summary.pop("rejected_path", None)
+    summary.pop("report_path", None)
+    for o, final in zip(summary["outputs"], outputs, strict=True):
+        o["path"] = str(final)
+    print(
+        json.dumps(
+            {
+                "run_id": run_id,
+                "dataset": contract.dataset,
+                "contract_version": contract.version,
+                "source": str(path),
+                **summary,
+                "output_files": [str(p) for p in outputs],
+                "quarantine_files": [str(p) for p in quarantine],
+            },
+            indent=2,
+            ensure_ascii=False,
+        )
+    )
+    return 0
+
+
+def _infer(args: argparse.Namespace) -> int:
+    quote: Any = InferOptions.quote_char
+    if args.quote_char is not None:
+        quote = None if args.quote_char.lower() in ("none", "null", "") else args.quote_char
+    opts = InferOptions(
+        dataset=args.dataset,
+        sample_bytes=max(1, args.sample_mib) << 20,
+        encoding=args.encoding,
+        delimiter=args.delimiter,
+        quote_char=quote,
+        escape_char=args.escape_char,
+        header_line=args.header_line,
+    )
+    try:
+        with args.file.open("rb") as f:
+            inference = infer_contract(f, source_name=str(args.file), file_stem=args.file.stem, options=opts)
+    except SluiceError as exc:
+        return _fail(str(exc))
+    except (OSError, ValueError) as exc:
+        return _fail(f"{args.file}: {exc}")
+    sys.stdout.write(inference.to_yaml(args.file.name))
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    failed = 0
+    for f in args.files:
+        try:
+            c = load_contract(f)
+        except SluiceError as exc:
+            print(f"sluice: error: {' '.join(str(exc).split())}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{f}: ok ({c.label}, {len(c.columns)} columns)")
+    return 2 if failed else 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    print(json.dumps(Contract.model_json_schema(by_alias=True), indent=2))
+    return 0

@@ -1,0 +1,324 @@
+"""The streaming CSV -> Parquet engine: outputs, quarantine, whole-file refusals, partitions, hooks."""
+
+import datetime as dt
+import json
+from decimal import Decimal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from sluice.errors import ContractError, InputRejectedError, RejectThresholdError
+
+REPO_SAMPLES = "samples/orders"
+
+
+def orders_bytes(name="orders-2026-11-01.csv"):
+    from conftest import REPO
+
+    return (REPO / REPO_SAMPLES / name).read_bytes()
+
+
+# --------------------------------------------------------------------------- the sample dataset
+def test_orders_sample_lands_typed_partitioned_and_quarantined(run_convert, orders_contract):
+    out = run_convert(orders_bytes(), orders_contract, step=4096, block_size=1024)
+    r = out.result
+    assert (r.rows_in, r.rows_out, r.rows_rejected) == (245, 240, 5)
+    assert r.rejects_by_rule == {
+        "country.in": 1,
+        "customer_id.required": 1,
+        "ordered_at.type": 1,
+        "quantity.min": 1,
+        "row.fields": 1,
+    }
+    assert sorted(o.key for o in r.outputs) == [
+        "orders/order_date=2026-11-01/run-1-0.parquet",
+        "orders/order_date=2026-11-02/run-1-0.parquet",
+    ]
+    schema = pq.read_schema(r.outputs[0].path)
+    assert schema.names == [*orders_contract.column_names, "order_date"]
+    assert schema.field("ordered_at").type == pa.timestamp("us", tz="UTC")
+    assert schema.field("amount").type == pa.decimal128(12, 2)
+    assert schema.field("order_date").type == pa.date32()
+    first = next(row for row in out.rows if row["order_id"] == "O-010000")
+    assert first["amount"] == Decimal("133.34") and first["paid"] is True and first["quantity"] == 2
+    assert all(row["order_date"] == row["ordered_at"].date() for row in out.rows)
+    assert [int(x["_line"]) for x in out.rejected] == [21, 56, 91, 131, 171]
+    bad_country = out.rejected[0]
+    assert bad_country["_rule"] == "country.in" and bad_country["_column"] == "country"
+    assert bad_country["_value"] == "XX"
+    assert bad_country["_text"] == "O-910001,2026-11-01T09:14:00Z,C-0007,XX,web,2,10.00,20.00,true"
+    assert "line 21" in bad_country["_message"] and "s3://raw/t/file.csv (version v1)" in bad_country["_message"]
+    assert r.schema[-1] == ("order_date", "date")
+    report = json.loads(r.report_path.read_text())
+    assert report["rejects_by_rule"] == r.rejects_by_rule
+    assert report["examples"]["quantity.min"][0]["line"] == 56
+    json.dumps(r.to_summary())
+
+
+def test_rerun_overwrites_the_same_files(run_convert, orders_contract):
+    a = run_convert(orders_bytes(), orders_contract)
+    b = run_convert(orders_bytes(), orders_contract)
+    assert [o.key for o in a.result.outputs] == [o.key for o in b.result.outputs]
+    assert [o.rows for o in a.result.outputs] == [o.rows for o in b.result.outputs]
+
+
+def test_chunk_size_never_changes_the_result(run_convert, orders_contract):
+    data = orders_bytes().replace(b"\n", b"\r\n")
+    whole = run_convert(data, orders_contract)
+    tiny = run_convert(data, orders_contract, step=3, block_size=100)
+    assert whole.rows == tiny.rows
+    assert whole.rejected == tiny.rejected
+
+
+def test_observers_see_valid_typed_rows_without_partition_columns(run_convert, orders_contract):
+    seen = []
+    out = run_convert(orders_bytes(), orders_contract, observers=[seen.append], block_size=2048)
+    assert len(seen) > 1
+    assert all(t.schema.names == list(orders_contract.column_names) for t in seen)
+    assert sum(t.num_rows for t in seen) == out.result.rows_out == 240
+
+
+# --------------------------------------------------------------------------- whole-file refusals
+def test_header_mismatch_lists_the_differences_and_leaves_nothing(run_convert, make_contract, tmp_path):
+    c = make_contract(["id", "name", "price"])
+    with pytest.raises(InputRejectedError) as info:
+        run_convert(b"id,title,cost,extra\n1,a,2,x\n", c)
+    msg = str(info.value)
+    assert 'missing "name", "price"' in msg and 'unexpected "title", "cost", "extra"' in msg
+    assert "s3://raw/t/file.csv (version v1) line 1" in msg
+    with pytest.raises(InputRejectedError, match=r'misordered: column 1 is "name", expected "id"'):
+        run_convert(b"name,id,price\n", c)
+    assert not list(tmp_path.rglob("*.parquet")) and not list(tmp_path.rglob("rejected.csv"))
+
+
+def test_header_names_are_trimmed_and_mapped_through_source(run_convert, make_contract):
+    c = make_contract([{"name": "bank", "source": "Bank Name"}, {"name": "city", "source": ""}])
+    out = run_convert("Bank Name\u00a0, \r\nFirst,Town\r\n".encode(), c)
+    assert out.rows == [{"bank": "First", "city": "Town"}]
+
+
+@pytest.mark.parametrize("data", [b"", b"\n", b"\r\n\r\n", b"\xef\xbb\xbf"])
+def test_empty_files_are_rejected(run_convert, make_contract, data):
+    with pytest.raises(InputRejectedError, match=r"empty|blank"):
+        run_convert(data, make_contract(["a", "b"]))
+
+
+def test_header_only_file_loads_nothing(run_convert, make_contract):
+    out = run_convert(b"a,b\n", make_contract(["a", "b"]))
+    assert out.result.rows_in == 0 and out.result.outputs == ()
+
+
+def test_unterminated_quote_is_rejected_with_its_line(run_convert, make_contract):
+    c = make_contract(["a", "b"], dialect={"newlines_in_values": True})
+    with pytest.raises(InputRejectedError, match=r"line 3: a quote opened in this record never closes"):
+        run_convert(b'a,b\n1,2\n3,"x\n\n5,6\n', c)
+
+
+def test_quoted_line_break_fails_loudly_when_the_contract_forbids_it(run_convert, make_contract):
+    data = b'a,b\n1,2\n3,"multi\nline"\n4,5\n'
+    with pytest.raises(InputRejectedError, match=r"line 3: a quoted value contains a line break.*newlines_in_values"):
+        run_convert(data, make_contract(["a", "b"]))
+    with pytest.raises(InputRejectedError, match="line 3"):
+        run_convert(data, make_contract(["a", "b"]), block_size=12)
+    ok = run_convert(data, make_contract(["a", "b"], dialect={"newlines_in_values": True}), block_size=12)
+    assert ok.column("b") == ["2", "multi\nline", "5"]
+
+
+def test_reject_threshold_fails_the_run_but_keeps_the_report(run_convert, make_contract, tmp_path):
+    c = make_contract([{"name": "n", "type": "int64"}], max_reject_ratio=0.25)
+    with pytest.raises(RejectThresholdError, match=r"2 of 4 rows \(50.0%\).*n.type x2"):
+        run_convert(b"n\n1\nx\ny\n4\n", c)
+    assert not list(tmp_path.rglob("*.parquet"))
+    assert list(tmp_path.rglob("report.json"))
+    assert run_convert(b"n\n1\nx\n3\n4\n", c).result.rows_rejected == 1
+
+
+# --------------------------------------------------------------------------- row-level problems
+def test_ragged_rows_nul_and_quote_errors_are_quarantined_with_their_lines(run_convert, make_contract):
+    data = b'a,b,c\n1,2,3\n4,5\n6,7,8,9\n"x","y","z" junk\n1,\x002,3\n\n7,8,9\n'
+    out = run_convert(data, make_contract(["a", "b", "c"]))
+    assert out.column("a") == ["1", "7"]
+    got = [(int(r["_line"]), r["_rule"], r["_text"]) for r in out.rejected]
+    assert got == [
+        (3, "row.fields", "4,5"),
+        (4, "row.fields", "6,7,8,9"),
+        (5, "row.quote", '"x","y","z" junk'),
+        (6, "row.nul", "1,\\x002,3"),
+    ]
+    assert out.result.blank_lines == 1
+
+
+def test_undecodable_bytes_quarantine_only_their_row(run_convert, make_contract):
+    out = run_convert(b"a,b\nok,1\nbad\xff\xfe,2\nok,3\n", make_contract(["a", "b"]))
+    assert out.column("b") == ["1", "3"]
+    [bad] = out.rejected
+    assert (bad["_line"], bad["_rule"], bad["_text"]) == ("3", "row.encoding", "bad\\xff\\xfe,2")
+
+
+def test_blank_lines_are_values_in_a_one_column_file(run_convert, make_contract):
+    out = run_convert(b"col\n1\n\n3\n", make_contract([{"name": "col", "type": "int64"}]))
+    assert out.column("col") == [1, None, 3]
+    assert out.result.blank_lines == 0
+
+
+# --------------------------------------------------------------------------- dialects and encodings
+@pytest.mark.parametrize(
+    ("encoding", "data"),
+    [
+        ("utf-8", "\ufeffname,city\r\nJosé,Zürich\r\n".encode()),
+        ("utf-16", "name,city\nJosé,Zürich\n".encode("utf-16")),
+        ("utf-16", "name,city\nJosé,Zürich\n".encode("utf-16-be").join([b"\xfe\xff", b""])),
+        ("cp1252", "name,city\nJosé\u2013x,Zürich\n".encode("cp1252")),
+        ("latin-1", "name,city\nJosé,Zürich\n".encode("latin-1")),
+        ("shift_jis", "name,city\n本山,東京\n".encode("shift_jis")),
+    ],
+)
+def test_encodings_are_decoded_explicitly(run_convert, make_contract, encoding, data):
+    out = run_convert(data, make_contract(["name", "city"], dialect={"encoding": encoding}), step=5, block_size=16)
+    assert len(out.rows) == 1
+    assert out.rows[0]["city"] in ("Zürich", "東京")
+
+
+def test_a_utf8_contract_refuses_a_legacy_header_naming_the_byte(run_convert, make_contract):
+    with pytest.raises(InputRejectedError, match=r"line 1: byte\(s\) a0 at offset 9 are not valid utf-8"):
+        run_convert("Bank Name\u00a0,City\n".encode("cp1252"), make_contract(["Bank Name", "City"]))
+    with pytest.raises(InputRejectedError, match="UTF-16-LE byte order mark but the contract says encoding utf-8"):
+        run_convert("a,b\n".encode("utf-16"), make_contract(["a", "b"]))
+
+
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n", b"\r"])
+def test_line_endings_and_quoting(run_convert, make_contract, eol):
+    data = eol.join([b"a,b", b'"x, ""y""",plain', b'"",', b'q"uote,z']) + eol
+    out = run_convert(data, make_contract(["a", "b"], dialect={"null_values": []}), step=1, block_size=4)
+    assert out.rows == [{"a": 'x, "y"', "b": "plain"}, {"a": "", "b": ""}, {"a": 'q"uote', "b": "z"}]
+
+
+def test_tab_delimiter_without_quoting_and_backslash_escapes(run_convert, make_contract):
+    c = make_contract(["ns", "title"], dialect={"delimiter": "\t", "quote_char": None})
+    out = run_convert(b'ns\ttitle\n0\t"!"\n0\t""Quoted"_title\n', c)
+    assert out.column("title") == ['"!"', '""Quoted"_title']
+    c = make_contract(["a", "b"], dialect={"escape_char": "\\", "double_quote": False})
+    out = run_convert(b'a,b\n"say \\"hi\\"",1\n', c)
+    assert out.rows == [{"a": 'say "hi"', "b": "1"}]
+
+
+def test_preamble_lines_are_skipped(run_convert, make_contract):
+    c = make_contract(["a", "b"], dialect={"skip_rows": 2})
+    out = run_convert(b"Report,\n,\na,b\n1,2\n", c)
+    assert out.rows == [{"a": "1", "b": "2"}]
+
+
+def test_headerless_files_map_columns_by_position(run_convert, make_contract):
+    c = make_contract(["x", "y"], dialect={"header": False})
+    out = run_convert(b"1,2\n3,4,5\n", c)
+    assert out.column("x") == ["1"]
+    assert out.rejected[0]["_line"] == "2"
+
+
+# --------------------------------------------------------------------------- uniqueness across chunks
+def test_unique_keeps_the_first_occurrence_across_chunks(run_convert, make_contract):
+    c = make_contract([{"name": "id", "unique": True}, {"name": "n", "type": "int64", "unique": True}])
+    rows = [f"k{i % 50},{i}" for i in range(120)] + ["", "k7,5000", "k999,5"]
+    out = run_convert(("id,n\n" + "\n".join(rows) + "\n").encode(), c, block_size=64)
+    assert out.column("id") == [f"k{i}" for i in range(50)]
+    dup_lines = [int(r["_line"]) for r in out.rejected if r["_rule"] == "id.unique"]
+    assert dup_lines[:2] == [52, 53] and len(dup_lines) == 71
+    assert [r["_rule"] for r in out.rejected[-1:]] == ["n.unique"]
+
+
+# --------------------------------------------------------------------------- partitions
+@pytest.mark.parametrize(
+    ("transform", "expected"),
+    [("date", "d=2026-01-31"), ("month", "d=2026-01"), ("year", "d=2026"), ("identity", "d=2026-01-31T23%3A59%3A00")],
+)
+def test_partition_transforms(run_convert, make_contract, transform, expected):
+    c = make_contract(
+        [{"name": "ts", "type": "timestamp"}, "v"], partition=[{"name": "d", "source": "ts", "transform": transform}]
+    )
+    out = run_convert(b"ts,v\n2026-01-31T23:59:00Z,a\n", c)
+    [o] = out.result.outputs
+    assert o.key == f"t/{expected}/run-1-0.parquet"
+
+
+def test_many_partitions_stay_one_file_each_with_a_writer_cap(run_convert, make_contract):
+    c = make_contract(
+        [{"name": "day", "type": "date"}, {"name": "n", "type": "int64"}],
+        partition=[{"name": "p", "source": "day", "transform": "identity"}],
+    )
+    days = [dt.date(2026, 1, 1) + dt.timedelta(days=i % 40) for i in range(2000)]
+    data = "day,n\n" + "".join(f"{d},{i}\n" for i, d in enumerate(days))
+    out = run_convert(data.encode(), c, block_size=2048, max_open_writers=3, buffer_bytes=4096, row_group_rows=50)
+    assert len(out.result.outputs) == 40
+    assert len({o.key for o in out.result.outputs}) == 40
+    for o in out.result.outputs:
+        t = pq.read_table(o.path)
+        day = dt.date.fromisoformat(o.partition["p"])
+        assert set(t.column("day").to_pylist()) == {day}
+        assert t.column("n").to_pylist() == sorted(t.column("n").to_pylist())
+    assert sorted(out.column("n")) == list(range(2000))
+    assert not list(out.staging.rglob("*.arrow"))
+
+
+def test_null_partition_values_use_the_hive_default(run_convert, make_contract):
+    c = make_contract(["k", "v"], partition=[{"name": "p", "source": "k"}])
+    out = run_convert(b"k,v\n,1\na/b,2\n", c)
+    assert sorted(o.key for o in out.result.outputs) == [
+        "t/p=__HIVE_DEFAULT_PARTITION__/run-1-0.parquet",
+        "t/p=a%2Fb/run-1-0.parquet",
+    ]
+    assert sorted(o.partition["p"] for o in out.result.outputs) == ["__HIVE_DEFAULT_PARTITION__", "a/b"]
+
+
+def test_partition_transform_must_fit_the_column(run_convert, make_contract):
+    c = make_contract(["k"], partition=[{"name": "p", "source": "k", "transform": "month"}])
+    with pytest.raises(ContractError, match="needs a date or timestamp column"):
+        run_convert(b"k\nx\n", c)
+
+
+# --------------------------------------------------------------------------- pandas hook
+def _hook_module(tmp_path, monkeypatch, body):
+    (tmp_path / "sluice_test_hooks.py").write_text(body)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+    import sys
+
+    sys.modules.pop("sluice_test_hooks", None)
+    importlib.invalidate_caches()
+
+
+def test_pandas_hook_derives_columns_and_its_dropped_rows_are_quarantined(
+    run_convert, make_contract, tmp_path, monkeypatch
+):
+    _hook_module(
+        tmp_path,
+        monkeypatch,
+        ("def derive(df):\n    df = df[df['n'] != 2].copy()\n    df['double'] = df['n'] * 2\n    return df\n"),
+    )
+    seen = []
+    c = make_contract([{"name": "n", "type": "int64"}], transform="sluice_test_hooks:derive")
+    out = run_convert(b"n\n1\n2\n3\nx\n", c, observers=[seen.append])
+    assert out.rows == [{"n": 1, "double": 2}, {"n": 3, "double": 6}]
+    assert [(r["_line"], r["_rule"]) for r in out.rejected] == [("3", "row.transform"), ("5", "n.type")]
+    assert seen[0].schema.names == ["n"]
+    assert out.result.schema == (("n", "int64"), ("double", "int64"))
+
+
+def test_a_failing_hook_is_reported_not_crashed(run_convert, make_contract, tmp_path, monkeypatch):
+    _hook_module(tmp_path, monkeypatch, "def boom(df):\n    raise KeyError('nope')\n")
+    c = make_contract(["n"], transform="sluice_test_hooks:boom")
+    with pytest.raises(InputRejectedError, match=r"transform hook sluice_test_hooks:boom .* raised KeyError"):
+        run_convert(b"n\n1\n", c)
+    with pytest.raises(ContractError, match="cannot import transform module"):
+        run_convert(b"n\n1\n", make_contract(["n"], transform="no_such_module_xyz:f"))
+
+
+# --------------------------------------------------------------------------- byte ranges
+def test_a_byte_range_converts_with_the_header_supplied(run_convert, orders_contract):
+    data = orders_bytes()
+    lines = data.splitlines(keepends=True)
+    start = sum(map(len, lines[:100]))
+    part = data[start:]
+    out = run_convert(part, orders_contract, header=tuple(orders_contract.column_names), first_line=101)
+    assert out.result.rows_in == 245 - 99
+    assert [int(r["_line"]) for r in out.rejected] == [131, 171]
