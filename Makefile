@@ -73,9 +73,9 @@ demo: venv
 	$(VENV)/bin/sluice demo
 
 # ---------------------------------------------------------------- checks
-# Every check runs (make -k) and lint fails at the end if any failed. `ruff format --check` is its
-# own target (make lint-format) and not yet part of lint: run `make format` once, then add it here.
-LINT_STEPS := lint-ruff lint-mypy lint-cfn lint-asl lint-sam
+# Every check runs (make -k) and lint fails at the end if any failed. `make format` fixes format and
+# lint findings that ruff can fix.
+LINT_STEPS := lint-ruff lint-format lint-mypy lint-cfn lint-asl lint-sam
 .PHONY: $(LINT_STEPS) lint-format
 
 lint: venv sam-venv
