@@ -41,13 +41,14 @@ from typing import Any, BinaryIO, cast
 
 from sluice.aggregates import combine_partials
 from sluice.contracts import Contract
-from sluice.errors import RejectThresholdError, SluiceError
+from sluice.errors import SluiceError
 from sluice.landing import manifest_key, part_manifest_key, parts_prefix, quarantine_prefix
 from sluice.payloads import ByteRange, PlanRef, PlanResult, SourceObject, TransformResult, ValidateResult
 from sluice.ports import ObjectStore
 from sluice.preflight import describe
 from sluice.publication import partials_key
 from sluice.quarantine import HEADER as QUARANTINE_HEADER
+from sluice.quarantine import over_threshold, threshold_error
 from sluice.uris import s3_uri
 
 WINDOW = 64 * 1024  # bytes per ranged GET while looking for a header or a line break
@@ -428,16 +429,6 @@ def _result(run: PlanResult, manifest: Mapping[str, Any], manifest_uri: str, dur
     return result
 
 
-def _threshold_error(where: str, contract: Contract, rows_in: int, quarantine: _Quarantine, report_uri: str) -> str:
-    rejected = quarantine.total
-    top = sorted(quarantine.counts.items(), key=lambda kv: -kv[1])[:3]
-    return (
-        f"{where}: {rejected} of {rows_in} rows ({rejected / rows_in:.1%}) broke contract "
-        f"{contract.label}, more than its max_reject_ratio {contract.max_reject_ratio:g} allows; "
-        f"most frequent: {', '.join(f'{k} x{v}' for k, v in top)}. Nothing was loaded; see {report_uri}"
-    )
-
-
 def merge_run(
     run: PlanResult,
     contract: Contract,
@@ -487,10 +478,10 @@ def merge_run(
         rejected = quarantine.total
         if rejected != sum(int(p["rows_rejected"]) for p in parts):
             raise FanoutIncompleteError(f"run {run_id}: the parts' quarantines disagree with their manifests")
-        if rows_in and rejected / rows_in > contract.max_reject_ratio:
+        if over_threshold(rows_in, rejected, contract):
             report_uri = quarantine.publish(store, quarantine_bucket, prefix) + "report.json"
             _delete_parts(store, work_bucket, run_id)
-            raise RejectThresholdError(_threshold_error(where, contract, rows_in, quarantine, report_uri))
+            raise threshold_error(where, contract, rows_in, quarantine.counts, report_uri)
         quarantine_uri = quarantine.publish(store, quarantine_bucket, prefix) if rejected else None
     finally:
         shutil.rmtree(staging, ignore_errors=True)

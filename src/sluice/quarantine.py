@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from sluice.contracts import Contract
+from sluice.errors import RejectThresholdError
+
 HEADER = ("_line", "_rule", "_column", "_value", "_message", "_text")
 
 
@@ -114,3 +117,21 @@ class QuarantineWriter:
             self._file = None
         for p in (self.rejected_path, self.report_path):
             p.unlink(missing_ok=True)
+
+
+def over_threshold(rows_in: int, rejected: int, contract: Contract) -> bool:
+    """Whether more rows were rejected than the contract's ``max_reject_ratio`` allows."""
+    return bool(rows_in) and rejected / rows_in > contract.max_reject_ratio
+
+
+def threshold_error(
+    where: str, contract: Contract, rows_in: int, counts: dict[str, int], see: str
+) -> RejectThresholdError:
+    """The error of a run refused for too many rejects; `see` says where the quarantine is."""
+    rejected = sum(counts.values())
+    top = sorted(counts.items(), key=lambda kv: -kv[1])[:3]
+    return RejectThresholdError(
+        f"{where}: {rejected} of {rows_in} rows ({rejected / rows_in:.1%}) broke contract "
+        f"{contract.label}, more than its max_reject_ratio {contract.max_reject_ratio:g} allows; "
+        f"most frequent: {', '.join(f'{k} x{v}' for k, v in top)}. Nothing was loaded; see {see}"
+    )

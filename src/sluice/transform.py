@@ -21,7 +21,7 @@ from sluice.contracts import Contract
 from sluice.csvsource import Chunk, CsvFormat, CsvReader
 from sluice.errors import InputRejectedError, RejectThresholdError
 from sluice.partitioning import PartitionedWriter, WriterOptions, add_partitions, partition_type
-from sluice.quarantine import QuarantineWriter, Rejected
+from sluice.quarantine import QuarantineWriter, Rejected, over_threshold, threshold_error
 from sluice.rules import Validator, contract_schema
 from sluice.textstream import Utf8Blocks
 
@@ -335,15 +335,15 @@ def convert(
         rejected = run.quarantine.total
         run.blank_lines += reader.leading_blank_lines
         summary = {"run_id": run_id, "rows_in": run.rows_in, "rows_out": run.rows_out, "blank_lines": run.blank_lines}
-        if run.rows_in and rejected / run.rows_in > contract.max_reject_ratio:
+        if over_threshold(run.rows_in, rejected, contract):
             run.abort()
             run.quarantine.close(summary)
-            top = sorted(run.quarantine.counts.items(), key=lambda kv: -kv[1])[:3]
-            raise RejectThresholdError(
-                f"{source_name}: {rejected} of {run.rows_in} rows ({rejected / run.rows_in:.1%}) broke contract "
-                f"{contract.label}, more than its max_reject_ratio {contract.max_reject_ratio:g} allows; "
-                f"most frequent: {', '.join(f'{k} x{v}' for k, v in top)}. Nothing was loaded; rejected.csv and "
-                f"report.json in the quarantine list every rejected row"
+            raise threshold_error(
+                source_name,
+                contract,
+                run.rows_in,
+                run.quarantine.counts,
+                "rejected.csv and report.json in the quarantine, which list every rejected row",
             )
         outputs = run.writer.close() if run.writer is not None else []
         rejected_path, report_path = run.quarantine.close(summary)
