@@ -17,6 +17,7 @@ from sluice.contracts import Contract, resolve_dataset
 from sluice.errors import InputRejectedError
 from sluice.payloads import RunInput, SourceObject, ValidateResult
 from sluice.ports import ObjectStore
+from sluice.transform import check_header as check_header_cells
 
 SAMPLE_BYTES = 256 * 1024
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
@@ -54,22 +55,6 @@ def sample_text(sample: bytes, contract: Contract, where: str, complete: bool) -
         ) from exc
 
 
-def header_problems(found: Sequence[str], contract: Contract) -> list[str]:
-    """What differs between the file's header and the contract's columns (empty when they match)."""
-    expected = [c.header_name for c in contract.columns]
-    found = [h.strip() for h in found]
-    problems = []
-    missing = [h for h in expected if h not in found]
-    extra = [h for h in found if h not in expected]
-    if missing:
-        problems.append(f"missing columns: {', '.join(missing)}")
-    if extra:
-        problems.append(f"unexpected columns: {', '.join(repr(h) for h in extra)}")
-    if not missing and not extra and found != expected:
-        problems.append(f"columns out of order: found {', '.join(found)}; contract order {', '.join(expected)}")
-    return problems
-
-
 def check_header(text: str, contract: Contract, where: str) -> None:
     """Compare the header line of `text` with the contract.
 
@@ -99,12 +84,7 @@ def check_header(text: str, contract: Contract, where: str) -> None:
                 f"{len(contract.columns)} columns (rule file.header)"
             )
         return
-    problems = header_problems(rows[dialect.skip_rows], contract)
-    if problems:
-        raise InputRejectedError(
-            f"{where} line {dialect.skip_rows + 1}: header does not match contract {contract.label} "
-            f"(rule file.header): {'; '.join(problems)}"
-        )
+    check_header_cells(rows[dialect.skip_rows], contract, where)
 
 
 def fanout_blocker(contract: Contract) -> str | None:

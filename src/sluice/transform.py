@@ -163,7 +163,8 @@ def check_header(found: Sequence[str], contract: Contract, source_name: str) -> 
             ]
             problems.append("misordered: " + "; ".join(wrong[:10]))
     raise InputRejectedError(
-        f"{source_name} line {contract.dialect.skip_rows + 1}: the header does not match contract {contract.label}: "
+        f"{source_name} line {contract.dialect.skip_rows + 1}: the header does not match contract {contract.label} "
+        f"(rule file.header): "
         f"{'; '.join(problems)}. Expected {len(want)} columns: {', '.join(map(_printable_name, want))}. "
         f"Fix the file, or the contract (columns[].source maps a header name to a column)"
     )

@@ -95,7 +95,7 @@ def test_new_content_supersedes_previous_version_after_success(pipeline: Pipelin
             "orders/e2e/bad-header.csv",
             (ROOT / "samples/orders/orders-bad-header.csv").read_bytes(),
             "InputRejectedError",
-            "missing columns: customer_id",
+            'missing "customer_id"',
         ),
         ("inbox/e2e/unknown.csv", b"id,name\n1,a\n", "UnknownDatasetError", "no dataset contract matches"),
         ("orders/e2e/empty.csv", b"", "InputRejectedError", "empty"),

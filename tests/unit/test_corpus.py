@@ -4,10 +4,10 @@ import io
 import json
 
 import pytest
-from conftest import CORPUS, convert_bytes
 
 from sluice.errors import InputRejectedError
 from sluice.infer import infer_contract
+from tests.unit.conftest import CORPUS, convert_bytes
 
 MANIFEST = json.loads((CORPUS / "manifest.json").read_text()) if (CORPUS / "manifest.json").exists() else []
 

@@ -18,7 +18,7 @@ def infer(data: bytes, **opts):
 
 
 def test_orders_sample_types_and_convert_round_trip(run_convert):
-    from conftest import REPO
+    from tests.unit.conftest import REPO
 
     data = (REPO / "samples/orders/orders-2026-11-02.csv").read_bytes()
     contract, _ = infer(data)

@@ -14,7 +14,7 @@ REPO_SAMPLES = "samples/orders"
 
 
 def orders_bytes(name="orders-2026-11-01.csv"):
-    from conftest import REPO
+    from tests.unit.conftest import REPO
 
     return (REPO / REPO_SAMPLES / name).read_bytes()
 

@@ -4,9 +4,9 @@ import json
 
 import pyarrow.parquet as pq
 import yaml
-from conftest import REPO
 
 from sluice_cli.main import main
+from tests.unit.conftest import REPO
 
 SAMPLE = REPO / "samples/orders/orders-2026-11-01.csv"
 CONTRACT = REPO / "contracts/orders.yaml"

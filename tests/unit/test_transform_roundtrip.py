@@ -5,9 +5,10 @@ import io
 import os
 
 import pytest
-from conftest import build_contract, convert_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from tests.unit.conftest import build_contract, convert_bytes
 
 TEXT = st.lists(st.sampled_from([*"ab,;\"'\t \n\r\x0b\x0c\x85\u2028é本|\\", "\r\n"]), max_size=8).map("".join)
 
