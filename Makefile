@@ -127,6 +127,14 @@ test: venv sam-venv
 build-and-pytest: build
 	@$(MAKE) pytest
 
+# On demand, never in CI: sluice's engine against pandas, DuckDB and polars (benchmarks/README.md).
+SIZE ?= 100mb
+CPUS ?= both
+.PHONY: bench
+bench: venv
+	$(PY) -c 'import polars' 2>/dev/null || $(PY) $(PIP) polars
+	$(PY) benchmarks/run.py --size $(SIZE) --cpus $(CPUS)
+
 # ---------------------------------------------------------------- locks
 # requirements/dev.lock      pyproject.toml [dev]     -> .venv
 # requirements/sam.txt       requirements/sam.in       -> .sam-venv
