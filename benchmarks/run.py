@@ -16,6 +16,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import compileall
+import hashlib
 import importlib
 import json
 import os
@@ -89,6 +91,7 @@ class Measurement:
     peer: dict[str, Any] = field(default_factory=dict)  # the JSON line the peer printed
     runs_wall_s: list[float] = field(default_factory=list)
     background_cpus: float = 0.0  # CPUs other processes used during the (median) run: noise
+    engine_version: str = ""  # fingerprint of src/sluice when the run started (see engine_fingerprint)
 
     @property
     def ok(self) -> bool:
@@ -170,11 +173,31 @@ def pin(cpus: int) -> list[str]:
     return ["taskset", "-c", ",".join(str(i) for i in range(cpus))]
 
 
-def run_engine(engine: Engine, source: Path, out_dir: Path, cpus: int, types: str) -> tuple[dict[str, float], str]:
+def snapshot_engine() -> tuple[Path, str]:
+    """Copy ``src/sluice`` (byte-compiled) to ``benchmarks/out/engine/<fingerprint>/``; return that dir and the print.
+
+    Every sluice run of one invocation imports this copy, so edits to the engine made while the
+    benchmark runs can't mix two versions into one table.
+    """
+    version = engine_fingerprint()
+    dest = OUT / "engine" / version
+    if not (dest / "sluice" / "__init__.py").is_file():
+        tmp = dest.with_name(f"{version}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(REPO / "src" / "sluice", tmp / "sluice", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        compileall.compile_dir(tmp / "sluice", quiet=1, workers=1)
+        shutil.rmtree(dest, ignore_errors=True)
+        tmp.rename(dest)
+    return dest, version
+
+
+def run_engine(
+    engine: Engine, source: Path, out_dir: Path, cpus: int, types: str, engine_path: Path
+) -> tuple[dict[str, float], str]:
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
     cmd = [*pin(cpus), str(TIME_BIN), "-v", *engine.command(source, out_dir, types)]
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "TZ": "UTC", "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {**os.environ, "PYTHONPATH": str(engine_path), "TZ": "UTC", "PYTHONDONTWRITEBYTECODE": "1"}
     busy0 = cpu_busy_seconds()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     busy = cpu_busy_seconds() - busy0
@@ -243,6 +266,8 @@ def measure(
     keep: bool,
     quiet_wait: float,
     noisy_retries: int,
+    engine_path: Path,
+    engine_version: str,
 ) -> Measurement:
     source = Path(manifest.path)
     out_dir = OUT / "runs" / source.stem / f"{engine.name}-{cpus}cpu"
@@ -253,7 +278,7 @@ def measure(
                 wait_quiet(quiet_wait)
             warm_cache(source)  # again: other processes may have evicted it
             print(f"  {engine.name:<12} {cpus} CPU  run {i + 1}/{repeat} ...", end="", file=sys.stderr, flush=True)
-            timing, stdout = run_engine(engine, source, out_dir, cpus, types)
+            timing, stdout = run_engine(engine, source, out_dir, cpus, types, engine_path)
             noisy = timing["background"] >= NOISE_CPUS
             noise = f", other processes used {timing['background']:.2f} CPUs" if noisy else ""
             retry = " (noisy: again)" if noisy and attempt < noisy_retries else ""
@@ -281,7 +306,11 @@ def measure(
         peer=json.loads(lines[-1]) if lines else {},
         runs_wall_s=walls,
         background_cpus=round(timing.get("background", 0.0), 2),
+        engine_version=engine_version if engine.contract is not None else "",
     )
+    module = str(m.peer.get("module", ""))
+    if engine.contract is not None and m.exit_code == 0 and not module.startswith(str(engine_path)):
+        m.checks.append(f"ran sluice from {module}, not from the snapshot {engine_path}")
     if m.exit_code == 0:
         m.rows, m.amount_cents, m.quantity, m.output_files, m.output_bytes = read_back(out_dir)
         check(m, manifest)
@@ -290,6 +319,15 @@ def measure(
     if not keep:
         shutil.rmtree(out_dir, ignore_errors=True)
     return m
+
+
+def engine_fingerprint() -> str:
+    """Short hash of every ``src/sluice`` source file: which engine code a run measured."""
+    digest = hashlib.sha256()
+    for path in sorted((REPO / "src" / "sluice").rglob("*.py")):
+        digest.update(str(path.relative_to(REPO)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:10]
 
 
 def warm_cache(path: Path) -> None:
@@ -507,11 +545,14 @@ def table(rows: Sequence[Sequence[str]], header: Sequence[str], *, left: int = 1
     return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows)])
 
 
-def report(size: str, manifest: Manifest, ms: Sequence[Measurement]) -> str:
+def report(size: str, manifest: Manifest, ms: Sequence[Measurement], types: str) -> str:
     lines = [
         f"\n== {size}: {Path(manifest.path).name}, {manifest.bytes / MIB:,.0f} MiB, {manifest.rows:,} rows"
         f" (MB = MiB = 2^20 bytes; wall = whole process incl. imports; RSS = max resident set)"
     ]
+    snapshots = sorted({m.engine_version for m in ms if m.engine_version})
+    if snapshots:
+        lines.append(f"sluice: src/sluice snapshot {', '.join(snapshots)}; peers' column types: {types}")
     rows = []
     for m in ms:
         label = m.engine + (" (bad rows)" if "-bad" in m.dataset else "")
@@ -576,7 +617,12 @@ def environment() -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
+    head = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], check=False, capture_output=True, text=True
+    )
     return {
+        "git_head": head.stdout.strip(),
+        "engine_version": engine_fingerprint(),
         "python": platform.python_version(),
         "machine": platform.machine(),
         "cpu": cpu,
@@ -629,7 +675,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = args.size or ["100mb"]
     OUT.mkdir(parents=True, exist_ok=True)
     started = time.strftime("%Y%m%dT%H%M%S")
+    engine_path, engine_version = snapshot_engine()
+    print(f"sluice engine: src/sluice snapshot {engine_version} ({engine_path.relative_to(REPO)})", file=sys.stderr)
     common: dict[str, Any] = {
+        "engine_path": engine_path,
+        "engine_version": engine_version,
         "types": args.types,
         "repeat": args.repeat,
         "keep": args.keep_output,
@@ -653,13 +703,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             ms.append(measure(ENGINES["sluice"], bad, cpus_list[0], **{**common, "repeat": 1}))
             manifests[f"{size}-bad"] = bad
         by_size[size] = ms
-        print(report(size, manifest, ms))
+        print(report(size, manifest, ms, args.types))
+    if engine_fingerprint() != engine_version:
+        print(f"\nnote: src/sluice changed while this ran; the sluice rows measured snapshot {engine_version}")
     import_result = None if args.no_import else cold_import()
     targets = evaluate(by_size, import_result)
     print("\n== targets (issue 4)")
     print(table([[t.verdict, t.name, t.detail] for t in targets], ["", "target", "measured"], left=3))
     record = {
         "started": started,
+        "engine_snapshot": engine_version,
         "argv": sys.argv[1:],
         "environment": environment(),
         "peer_types": args.types,

@@ -37,6 +37,7 @@ def main() -> int:
         profiler.dump_stats(args.extra["cprofile"])
     clock.report(
         "sluice",
+        module=sys.modules[convert.__module__].__file__,
         rows_in=result.rows_in,
         rows_out=result.rows_out,
         rows_rejected=result.rows_rejected,
