@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from generate import ensure_dataset
+from run import snapshot_engine
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out" / "profile"
@@ -137,7 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         str(contract),
     ]
     pin = ["taskset", "-c", ",".join(str(i) for i in range(args.cpus))]
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    engine_path, engine_version = snapshot_engine()  # the same copy of src/sluice run.py measures
+    print(
+        f"sluice: src/sluice snapshot {engine_version}, {Path(manifest.path).name}, {contract.name}, {args.cpus} CPU\n"
+    )
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(engine_path)}
 
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     raw = OUT / f"{tag}.pyspy.txt"

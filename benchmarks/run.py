@@ -552,7 +552,11 @@ def report(size: str, manifest: Manifest, ms: Sequence[Measurement], types: str)
     ]
     snapshots = sorted({m.engine_version for m in ms if m.engine_version})
     if snapshots:
-        lines.append(f"sluice: src/sluice snapshot {', '.join(snapshots)}; peers' column types: {types}")
+        threads = sorted({f"{m.cpus} CPU: {m.peer.get('threads')}" for m in ms if "threads" in m.peer})
+        lines.append(
+            f"sluice: src/sluice snapshot {', '.join(snapshots)}, default ConvertOptions, threads "
+            f"({'; '.join(threads)}); peers' column types: {types}"
+        )
     rows = []
     for m in ms:
         label = m.engine + (" (bad rows)" if "-bad" in m.dataset else "")

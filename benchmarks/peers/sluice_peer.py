@@ -38,6 +38,7 @@ def main() -> int:
     clock.report(
         "sluice",
         module=sys.modules[convert.__module__].__file__,
+        threads=ConvertOptions().thread_count,
         rows_in=result.rows_in,
         rows_out=result.rows_out,
         rows_rejected=result.rows_rejected,

@@ -120,6 +120,16 @@ def _strip_terminator(text: str) -> str:
 Locator = Callable[[Sequence[int]], list[tuple[int, str]]]
 
 
+@dataclass(frozen=True)
+class Piece:
+    """Record-aligned bytes of the stream, cut ahead of parsing (see :meth:`CsvReader.pieces`)."""
+
+    data: bytes
+    first_line: int
+    final: bool
+    line_breaks: int
+
+
 @dataclass
 class Chunk:
     """Records of one record-aligned piece of the file.
@@ -390,6 +400,40 @@ class CsvReader:
             self._drop(used)
             yield chunk
 
+    @property
+    def splittable(self) -> bool:
+        """Whether every line break ends a record: chunks can then be cut ahead and parsed in parallel."""
+        return not self.fmt.newlines_in_values
+
+    def pieces(self) -> Iterator[Piece]:
+        """Cut the rest of the stream into record-aligned pieces for :meth:`parse_piece`.
+
+        Only for a :attr:`splittable` format, where a cut at a line break is a record boundary, so
+        a piece never has to wait for the parse of the one before it.
+        """
+        if not self.splittable:
+            raise ValueError("pieces() needs a format without line breaks in values; use chunks()")
+        while True:
+            self._fill(self._chunk_size)
+            if not self._pending:
+                return
+            cut = self._next_cut(0)
+            final = self._eof and cut == len(self._pending)
+            data = self._pending if cut == len(self._pending) else self._pending[:cut]
+            breaks = count_line_breaks(data)
+            piece = Piece(data, self.line, final, breaks)
+            self.line += breaks
+            del data
+            self._drop(cut)
+            yield piece
+
+    def parse_piece(self, piece: Piece, names: Sequence[str]) -> Chunk:
+        """Parse one piece from :meth:`pieces` (thread-safe: pieces may be parsed concurrently)."""
+        chunk, used = self._parse(piece.data, list(names), piece.first_line, piece.final, piece.line_breaks)
+        if used != len(piece.data):  # cannot happen when every line break ends a record
+            raise AssertionError(f"{self._where(piece.first_line)}: piece parsed only in part")
+        return chunk
+
     def _next_cut(self, floor: int) -> int:
         """Where the next chunk ends: a record-boundary candidate beyond `floor`, reading more as needed."""
         while True:
@@ -425,8 +469,10 @@ class CsvReader:
             cut = prev
         return cut
 
-    def _parse(self, data: bytes, names: list[str], first_line: int, final: bool) -> tuple[Chunk, int]:
-        fast = self._parse_fast(data, names, first_line, final)
+    def _parse(
+        self, data: bytes, names: list[str], first_line: int, final: bool, breaks: int | None = None
+    ) -> tuple[Chunk, int]:
+        fast = self._parse_fast(data, names, first_line, final, breaks)
         if fast is not None:
             return fast, len(data)
         if self.fmt.newlines_in_values or len(data) <= 2 * _SUB_CHUNK:
@@ -519,15 +565,18 @@ class CsvReader:
         ok_close = (pos == n - 1) | (nxt == d) | (nxt == LF) | (nxt == CR) | (nxt == qb)
         return bool(np.any(np.where(opening, ~ok_open, ~ok_close)))
 
-    def _parse_fast(self, data: bytes, names: list[str], first_line: int, final: bool) -> Chunk | None:
+    def _parse_fast(
+        self, data: bytes, names: list[str], first_line: int, final: bool, breaks: int | None = None
+    ) -> Chunk | None:
         """Parse `data` with pyarrow; None when the slow path must decide."""
         ncols = len(names)
-        if not data.strip(b"\r\n"):  # only blank lines: empty values of a 1-column file, else nothing
+        if _only_line_breaks(data):  # only blank lines: empty values of a 1-column file, else nothing
             return None if ncols == 1 else Chunk(_empty(names), [], _lines_in(data), first_line, lambda rows: [])
         table = None if b"\x00" in data or self._quote_anomaly(data) else self._arrow_parse(data, names)
         if table is None:
             return None
-        breaks = count_line_breaks(data)
+        if breaks is None:
+            breaks = count_line_breaks(data)
         nlines = breaks + 1 if data[-1] not in (CR, LF) else breaks
         if not self.fmt.newlines_in_values:
             # fewer rows than lines: blank lines, or a quoted line break (then the slow path names it)
@@ -719,6 +768,11 @@ class _SlowParse:
             if len(self.columns[0]) >= 65536:
                 self.built.append(_table(self.columns, self.names))
                 self.columns = [[] for _ in self.names]
+
+
+def _only_line_breaks(data: bytes) -> bool:
+    """Whether `data` is nothing but CR and LF (checked without copying it in the usual case)."""
+    return data[:1] in (b"\r", b"\n", b"") and not data.strip(b"\r\n")
 
 
 def _first_break_end(buf: bytes, eof: bool) -> int:

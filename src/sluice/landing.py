@@ -233,7 +233,8 @@ def land_range(
     staging.mkdir(parents=True)
     aggregator = PartialAggregator(contract, run_id) if contract.aggregates else None
     whole_file_threshold = contract.model_copy(update={"max_reject_ratio": 1.0})
-    options = ConvertOptions(header=tuple(plan["header"]), first_line=1)
+    # one file per range (and partition): range_output_key renames it to the range's index
+    options = ConvertOptions(header=tuple(plan["header"]), first_line=1, split_output=False)
     try:
         with store.open_range(source["bucket"], source["key"], start, end, source.get("version_id")) as body:
             counter = LineCounter(body)

@@ -10,6 +10,7 @@ first occurrence of a value is kept and later repeats are rejected.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -179,16 +180,65 @@ def _yaml_text(v: Any) -> str:
 
 
 # ---------------------------------------------------------------------------- uniqueness
+class _Run:
+    """A sorted run of distinct keys: kept as the keys, or as ``[start, end]`` intervals when they pay."""
+
+    __slots__ = ("ends", "size", "starts")
+
+    def __init__(self, starts: np.ndarray, ends: np.ndarray | None) -> None:
+        self.starts = starts
+        self.ends = ends  # None: every interval is one key
+        self.size = len(starts)  # entries, what lookups and merges cost
+
+    @classmethod
+    def of(cls, starts: np.ndarray, ends: np.ndarray) -> _Run:
+        """Coalesce adjacent intervals (sorted, disjoint) and pick the smaller representation."""
+        if len(starts) > 1:
+            with np.errstate(over="ignore"):
+                gap = starts[1:] != ends[:-1] + np.uint64(1)
+            first = np.concatenate(([True], gap))
+            last = np.concatenate((gap, [True]))
+            starts, ends = starts[first], ends[last]
+        if np.array_equal(starts, ends):
+            return cls(starts, None)
+        return cls(starts, ends)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.starts.nbytes + (self.ends.nbytes if self.ends is not None else 0))
+
+    @property
+    def lo(self) -> np.uint64:
+        return np.uint64(self.starts[0])
+
+    @property
+    def hi(self) -> np.uint64:
+        return np.uint64((self.ends if self.ends is not None else self.starts)[-1])
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.starts, self.ends if self.ends is not None else self.starts
+
+    def contains(self, probe: np.ndarray) -> np.ndarray:
+        pos = np.searchsorted(self.starts, probe, side="right") - 1
+        np.maximum(pos, 0, out=pos)
+        ends = self.ends if self.ends is not None else self.starts
+        return np.asarray((self.starts[pos] <= probe) & (probe <= ends[pos]))
+
+
 class SeenValues:
-    """Keys of values already accepted for a ``unique`` column: 8 bytes per distinct value.
+    """Keys of values already accepted for a ``unique`` column: at most 8 bytes per distinct value.
 
     64-bit keys: exact for integers, dates, timestamps, floats and ASCII text up to 8 bytes; a
     hash otherwise (a false duplicate is possible in theory, about n^2 / 2^65 for n values).
-    Sorted runs merged like a log-structured tree keep inserts and lookups cheap.
+    Sorted runs merged like a log-structured tree (up to MAX_RUN entries each) keep inserts and
+    lookups cheap. Runs of consecutive keys are kept as intervals, so ids counting up through
+    the file (see :class:`KeyMaker`) take a few bytes in all instead of 8 per row.
     """
 
+    MAX_RUN = 1 << 22  # entries; runs stop merging at 32 MB, so a merge never needs more than 64 MB extra
+
     def __init__(self) -> None:
-        self._runs: list[np.ndarray] = []
+        self._runs: list[_Run] = []
 
     @property
     def nbytes(self) -> int:
@@ -196,25 +246,47 @@ class SeenValues:
         return sum(r.nbytes for r in self._runs)
 
     def contains(self, keys: np.ndarray) -> np.ndarray:
-        """Which `keys` were added before."""
+        """Which `keys` were added before.
+
+        Only keys within a run's range are searched in it: keys that grow with the file skip
+        every older run at the cost of a compare.
+        """
         found = np.zeros(len(keys), dtype=bool)
+        if not len(keys):
+            return found
+        lo_key, hi_key = keys.min(), keys.max()
         for run in self._runs:
-            pos = np.searchsorted(run, keys)
-            np.minimum(pos, len(run) - 1, out=pos)
-            found |= run[pos] == keys
+            lo, hi = run.lo, run.hi
+            if hi_key < lo or lo_key > hi:
+                continue
+            inside = np.flatnonzero((keys >= lo) & (keys <= hi))
+            found[inside] |= run.contains(keys[inside])
         return found
 
     def add(self, keys: np.ndarray, *, presorted: bool = False) -> None:
         """Remember `keys` (distinct, and not added before)."""
         if not len(keys):
             return
-        self._runs.append(keys if presorted else np.sort(keys))
-        while len(self._runs) > 1 and len(self._runs[-2]) <= 2 * len(self._runs[-1]):
+        ordered = keys if presorted else np.sort(keys)
+        self._runs.append(_Run.of(ordered, ordered))
+        while (
+            len(self._runs) > 1
+            and self._runs[-2].size <= 2 * self._runs[-1].size
+            and self._runs[-2].size + self._runs[-1].size <= self.MAX_RUN
+        ):
             last = self._runs.pop()
-            merged = np.concatenate((self._runs[-1], last))
-            del last
-            merged.sort(kind="stable")  # two sorted runs: a linear merge
-            self._runs[-1] = merged
+            self._runs[-1] = _merge(self._runs[-1], last)
+
+
+def _merge(a: _Run, b: _Run) -> _Run:
+    """One run holding the keys of two (disjoint) runs."""
+    (sa, ea), (sb, eb) = a.bounds(), b.bounds()
+    starts = np.concatenate((sa, sb))
+    if a.ends is None and b.ends is None:
+        starts.sort(kind="stable")  # two sorted runs: a linear merge
+        return _Run.of(starts, starts)
+    order = np.argsort(starts, kind="stable")
+    return _Run.of(starts[order], np.concatenate((ea, eb))[order])
 
 
 def first_occurrences(keys: np.ndarray) -> np.ndarray:
@@ -290,6 +362,120 @@ def _text_keys(arr: pa.Array) -> np.ndarray:
     return keys
 
 
+_PREFIXED = np.uint64(1 << 63)
+
+
+def prefixed_keys(arr: pa.Array, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+    """Order-preserving exact keys of the ASCII strings ``prefix + rest`` with ``rest`` of at most 8 bytes.
+
+    Returns the rows that qualify and their keys: the rest, big-endian and zero-padded, with
+    the top bit set. ASCII text has a clear top bit in every byte, so these keys never equal
+    the exact keys of :func:`_text_keys` (little-endian, top bit clear), and a NUL can't be in a
+    value (rows with one are rejected), so the padding is unambiguous.
+    """
+    width = len(prefix)
+    ok = pc.and_(
+        pc.and_(pc.starts_with(arr, prefix), pc.string_is_ascii(arr)),
+        pc.less_equal(pc.binary_length(arr), width + 8),
+    )
+    rows = np.flatnonzero(_mask(ok))
+    if not len(rows):
+        return rows, np.zeros(0, dtype=np.uint64)
+    rest = pc.utf8_slice_codeunits(arr.take(pa.array(rows)) if len(rows) < len(arr) else arr, width)
+    padded = pc.utf8_rpad(rest, width=8, padding="\x00")
+    offsets = np.frombuffer(padded.buffers()[1], dtype=np.int32, count=len(rows) + 1, offset=padded.offset * 4)
+    data = np.frombuffer(padded.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[0] + len(rows) * 8]
+    keys = np.ascontiguousarray(data).view(">u8").astype(np.uint64) | _PREFIXED
+    return rows, keys
+
+
+def numbered_keys(arr: pa.Array, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+    """Exact keys of the strings ``prefix`` + 1 to 17 digits: the number, its digit count, the top bit.
+
+    Returns the rows that qualify and their keys. Consecutive numbers of one width get
+    consecutive keys (kept as intervals by :class:`SeenValues`); the digit count keeps
+    ``O-042`` and ``O-42`` apart, and the top bit keeps these keys apart from the exact keys of
+    :func:`_text_keys` (ASCII of at most 8 bytes, little-endian: top bit clear).
+    """
+    ok = pc.match_substring_regex(arr, f"^{re.escape(prefix)}[0-9]{{1,17}}$")
+    rows = np.flatnonzero(_mask(ok))
+    if not len(rows):
+        return rows, np.zeros(0, dtype=np.uint64)
+    digits = pc.utf8_slice_codeunits(arr.take(pa.array(rows)) if len(rows) < len(arr) else arr, len(prefix))
+    number = np.asarray(pc.cast(digits, pa.uint64()).to_numpy(zero_copy_only=False), dtype=np.uint64)
+    width = np.asarray(pc.binary_length(digits).to_numpy(zero_copy_only=False), dtype=np.uint64)
+    return rows, number | (width << np.uint64(57)) | _PREFIXED
+
+
+class KeyMaker:
+    """Keys of one ``unique`` column; text ids sharing a prefix get ordered, exact keys.
+
+    Ids like ``O-0000000042`` are too long for an exact 8-byte key and their hashes are random:
+    every lookup would search every run of :class:`SeenValues`, 8 bytes a row. The first batch
+    fixes a scheme: when its values are a common prefix and up to 17 digits, the key is the
+    number (:func:`numbered_keys`), so ids that count up through the file are found new with a
+    comparison and stored as intervals; when they share a prefix leaving at most 8 bytes, the
+    rest, big-endian (:func:`prefixed_keys`); otherwise :func:`value_keys`. Values that don't fit
+    the scheme get :func:`value_keys`. A key depends on the value and the (fixed) scheme only.
+    """
+
+    def __init__(self) -> None:
+        self._scheme: tuple[str, str] | None = None  # ("numbered" | "prefixed" | "", prefix)
+        self._lock = threading.Lock()
+
+    def _learn(self, arr: pa.Array) -> tuple[str, str]:
+        with self._lock:
+            if self._scheme is None:
+                self._scheme = _key_scheme(arr)
+            return self._scheme
+
+    def keys(self, arr: pa.Array) -> np.ndarray:
+        """64-bit keys of the (non-null) values of `arr`."""
+        if not pa.types.is_string(arr.type) or len(arr) == 0:
+            return value_keys(arr)
+        kind, prefix = self._scheme if self._scheme is not None else self._learn(arr)
+        if not kind:
+            return _text_keys(arr)
+        rows, exact = numbered_keys(arr, prefix) if kind == "numbered" else prefixed_keys(arr, prefix)
+        if len(rows) == len(arr):
+            return exact
+        keys = np.empty(len(arr), dtype=np.uint64)
+        rest = np.ones(len(arr), dtype=bool)
+        rest[rows] = False
+        keys[rows] = exact
+        others = np.flatnonzero(rest)
+        keys[others] = _text_keys(arr.take(pa.array(others)))
+        return keys
+
+
+def _key_scheme(arr: pa.Array) -> tuple[str, str]:
+    """The :class:`KeyMaker` scheme for a column whose first batch is `arr`."""
+    sample = arr.slice(0, 4096)
+    if not pc.all(pc.string_is_ascii(sample)).as_py():
+        return "", ""
+    head = sample[0].as_py()
+    if not isinstance(head, str):
+        return "", ""
+    common = len(head)
+    for value in (sample[len(sample) // 2].as_py(), sample[len(sample) - 1].as_py()):
+        other = value or ""
+        common = min(
+            common,
+            next((i for i, (x, y) in enumerate(zip(head, other, strict=False)) if x != y), min(len(head), len(other))),
+        )
+    numbered = head[:common].rstrip("0123456789")
+    if pc.all(pc.match_substring_regex(sample, f"^{re.escape(numbered)}[0-9]{{1,17}}$")).as_py():
+        return "numbered", numbered
+    longest = pc.max(pc.binary_length(sample)).as_py() or 0
+    width = longest - 8
+    if width <= 0 or width > common:
+        return "", ""  # short values have exact keys already; long ones share too little
+    prefix = head[:width]
+    if not pc.all(pc.starts_with(sample, prefix)).as_py():
+        return "", ""
+    return "prefixed", prefix
+
+
 def value_keys(arr: pa.Array) -> np.ndarray:
     """64-bit keys of the (non-null) values of `arr`."""
     t = arr.type
@@ -329,6 +515,28 @@ class _Check:
 Mask = Callable[[pa.Array, pa.Array], pa.Array]
 
 
+@dataclass
+class Checked:
+    """A batch after :meth:`Validator.check`: typed columns, the first rule each row broke, keys for ``unique``."""
+
+    first: np.ndarray  # per row: index into ``found`` of the first rule broken, -1 when none
+    found: list[_Check] = field(default_factory=list)
+    raws: list[pa.Array] = field(default_factory=list)
+    typed: list[pa.Array] = field(default_factory=list)
+    keys: dict[int, _Keys] = field(default_factory=dict)
+
+    def record(self, check: _Check, failed: pa.Array | np.ndarray) -> None:
+        """Mark the rows of `failed` that broke no earlier rule as breaking `check`."""
+        if isinstance(failed, pa.Array | pa.ChunkedArray):
+            if not pc.any(failed).as_py():
+                return
+            failed = _mask(failed)
+        new = failed & (self.first < 0)
+        if new.any():
+            self.first[new] = len(self.found)
+            self.found.append(check)
+
+
 class Validator:
     """Parse and check string batches against `contract`.
 
@@ -344,6 +552,8 @@ class Validator:
         self.schema = contract_schema(contract)
         self._dialect = contract.dialect
         self._seen = {c.name: SeenValues() for c in contract.columns if c.unique}
+        self._key_makers = {c.name: KeyMaker() for c in contract.columns if c.unique}
+        self._indirect: set[str] = set()
         self._checks: list[tuple[Column, list[tuple[_Check, Mask]]]] = [
             (c, self._column_checks(c)) for c in contract.columns
         ]
@@ -387,81 +597,108 @@ class Validator:
 
     def validate(self, strings: pa.Table) -> tuple[pa.Table, Rejects]:
         """Typed valid rows of `strings` (columns named after the contract) and the rejected rows."""
+        return self.finish(self.check(strings))
+
+    def check(self, strings: pa.Table) -> Checked:
+        """Every rule but ``unique`` over one batch; safe to run on several batches at once (threads).
+
+        :meth:`finish` must then see the batches in file order: it applies ``unique``, whose
+        state carries from one batch to the next.
+        """
         n = strings.num_rows
-        first = np.full(n, -1, dtype=np.int32)
-        found: list[_Check] = []
-        raws: list[pa.Array] = []
-        typed_cols: list[pa.Array] = []
-
-        def record(check: _Check, failed: pa.Array | np.ndarray) -> None:
-            if isinstance(failed, pa.Array | pa.ChunkedArray):
-                if not pc.any(failed).as_py():
-                    return
-                failed = _mask(failed)
-            new = failed & (first < 0)
-            if new.any():
-                first[new] = len(found)
-                found.append(check)
-
+        out = Checked(first=np.full(n, -1, dtype=np.int32))
         for col, checks in self._checks:
             raw = strings.column(col.name).combine_chunks()
-            raws.append(raw)
+            out.raws.append(raw)
             value, typed = self._parse(col, raw)
-            typed_cols.append(typed)
+            out.typed.append(typed)
             if col.required and value.null_count:
-                record(
+                out.record(
                     _Check(f"{col.name}.required", col.name, "is empty but the column is required"), pc.is_null(value)
                 )
             if typed.null_count > value.null_count:
-                record(
+                out.record(
                     _Check(f"{col.name}.type", col.name, f"is not a valid {col.type}"),
                     pc.and_(pc.is_valid(value), pc.is_null(typed)),
                 )
             for check, fn in checks:
-                record(check, fn(typed, value))
+                out.record(check, fn(typed, value))
         for k, col in enumerate(self.contract.columns):
             if col.unique:
-                record(
+                out.keys[k] = _keys_of_valid(out.typed[k], self._key_makers[col.name])
+        return out
+
+    def finish(self, checked: Checked) -> tuple[pa.Table, Rejects]:
+        """Apply ``unique`` to a checked batch (batches in file order) and split valid from rejected rows."""
+        first = checked.first
+        for k, col in enumerate(self.contract.columns):
+            if col.unique:
+                checked.record(
                     _Check(f"{col.name}.unique", col.name, "repeats the value of an earlier row"),
-                    self._duplicates(col.name, typed_cols[k], first < 0),
+                    self._duplicates(col.name, checked.keys[k], first < 0),
                 )
-        table = pa.Table.from_arrays(typed_cols, schema=self.schema)
+        table = pa.Table.from_arrays(checked.typed, schema=self.schema)
         bad = np.flatnonzero(first >= 0)
         if not len(bad):
             return table, Rejects()
         rejects = Rejects(rows=bad)
         index = {c.name: k for k, c in enumerate(self.contract.columns)}
         for row in bad.tolist():
-            check = found[first[row]]
+            check = checked.found[first[row]]
             rejects.rules.append(check.rule)
             rejects.columns.append(check.column)
             rejects.reasons.append(check.reason)
-            rejects.values.append(raws[index[check.column]][row].as_py())
+            rejects.values.append(checked.raws[index[check.column]][row].as_py())
         return table.filter(pa.array(first < 0)), rejects
 
     def _parse(self, col: Column, raw: pa.Array) -> tuple[pa.Array, pa.Array]:
         """Text with null tokens applied, and the typed values."""
-        if col.name in self._direct:
+        if col.name in self._direct and col.name not in self._indirect:
             try:  # no null token parses as this type: a clean column casts in one go
                 return raw, pc.cast(raw, self.schema.field(col.name).type)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                pass
+                # a failed cast costs as much as a good one: once a column has held a null token
+                # or a bad value, go straight to the null-aware path for the rest of the file
+                self._indirect.add(col.name)
         value = apply_nulls(raw, self._dialect.null_values)
         return value, parse_values(value, col.type, self._dialect)
 
-    def _duplicates(self, name: str, typed: pa.Array, alive: np.ndarray) -> np.ndarray:
+    def _duplicates(self, name: str, keys: _Keys, alive: np.ndarray) -> np.ndarray:
+        """Rows (of those alive) whose value was seen before, in this batch or an earlier one."""
         seen = self._seen[name]
-        idx = np.flatnonzero(alive & _mask(pc.is_valid(typed)))
         dup = np.zeros(len(alive), dtype=bool)
+        live = alive[keys.rows]
+        if live.all():  # the usual case: the sort done by check() holds
+            idx, batch, ordered = keys.rows, keys.keys, keys.ordered
+        else:
+            idx, batch = keys.rows[live], keys.keys[live]
+            ordered = np.sort(batch)
         if not len(idx):
             return dup
-        keys = value_keys(typed.take(pa.array(idx)))
-        ordered = np.sort(keys)
-        repeated = first_occurrences(keys) if (ordered[1:] == ordered[:-1]).any() else np.zeros(len(keys), bool)
-        repeated |= seen.contains(keys)
-        seen.add(keys[~repeated] if repeated.any() else ordered, presorted=not repeated.any())
+        repeated = first_occurrences(batch) if (ordered[1:] == ordered[:-1]).any() else np.zeros(len(batch), bool)
+        repeated |= seen.contains(batch)
+        seen.add(batch[~repeated] if repeated.any() else ordered, presorted=not repeated.any())
         dup[idx[repeated]] = True
         return dup
+
+
+@dataclass(frozen=True)
+class _Keys:
+    """Rows of a batch holding a value of a ``unique`` column, their keys, and the keys sorted."""
+
+    rows: np.ndarray
+    keys: np.ndarray
+    ordered: np.ndarray
+
+
+def _keys_of_valid(typed: pa.Array, maker: KeyMaker) -> _Keys:
+    """Keys of the values of `typed`, computed ahead of the ordered ``unique`` check."""
+    if typed.null_count == 0:
+        rows, keys = np.arange(len(typed)), maker.keys(typed)
+    else:
+        rows = np.flatnonzero(_mask(pc.is_valid(typed)))
+        keys = maker.keys(typed.take(pa.array(rows)))
+    return _Keys(rows, keys, np.sort(keys))
 
 
 def _pattern_mask(pattern: str) -> Mask:

@@ -8,8 +8,11 @@ up either in a Parquet file or in the quarantine (``rows_in == rows_out + rows_r
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -18,11 +21,11 @@ import numpy as np
 import pyarrow as pa
 
 from sluice.contracts import Contract
-from sluice.csvsource import Chunk, CsvFormat, CsvReader
+from sluice.csvsource import Chunk, CsvFormat, CsvReader, Piece
 from sluice.errors import InputRejectedError, RejectThresholdError
 from sluice.partitioning import PartitionedWriter, WriterOptions, add_partitions, partition_type
 from sluice.quarantine import QuarantineWriter, Rejected, over_threshold, threshold_error
-from sluice.rules import Validator, contract_schema
+from sluice.rules import Checked, Validator, contract_schema
 from sluice.textstream import Utf8Blocks
 
 if TYPE_CHECKING:
@@ -31,16 +34,29 @@ if TYPE_CHECKING:
 Observer = Callable[[pa.Table], None]
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on (Lambda: 2 below 1,769 MB, up to 6 at 10 GB)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 @dataclass(frozen=True)
 class ConvertOptions:
     """Knobs of :func:`convert`; memory depends on them, not on the file.
 
-    Working memory is roughly 4 x ``block_size`` (bytes being parsed) + ``buffer_bytes`` (rows
-    waiting for their row group) + ``row_group_bytes`` more with ``use_threads`` (the row group
-    being encoded in the background) + 8 bytes per distinct value of each ``unique`` column
-    (twice that while its index merges), on top of ~190 MB for Python, pyarrow and pandas.
-    ``use_threads`` overlaps Parquet encoding with parsing: worth it with 2+ vCPUs (Lambda at
-    1,769 MB and above), useless with one.
+    ``threads`` (0: one per available CPU, at most 4) parse and check that many chunks at once
+    and encode that many Parquet row groups at once; an unpartitioned output is then split over
+    up to ``threads`` files (``<run_id>-0.parquet``, ``-1``, ...) unless ``split_output`` is
+    False. Contracts with ``newlines_in_values`` parse one chunk at a time (a chunk's end is only
+    known once it is parsed).
+
+    Working memory is roughly (2 x ``threads`` + 2) x 4 x ``block_size`` (chunks being parsed
+    and checked) + ``buffer_bytes`` (rows waiting for their row group) + ``threads`` x
+    ``row_group_bytes`` (row groups being encoded) + 8 bytes per distinct value of each
+    ``unique`` column (twice that while its index merges), on top of ~190 MB for Python,
+    pyarrow and pandas.
 
     ``header`` and ``first_line`` convert a byte range: `source` then starts at a record boundary
     on physical line ``first_line``, has no header of its own, and ``header`` is the file's
@@ -55,11 +71,17 @@ class ConvertOptions:
     max_open_writers: int = 64
     compression: str = "zstd"
     compression_level: int | None = None
-    use_threads: bool = False  # encode Parquet in a background thread (pays off with 2+ vCPUs)
-    parse_threads: bool = False  # pyarrow's multi-threaded CSV parse (slower with quoted-newline support)
+    threads: int = 0
+    split_output: bool = True
+    parse_threads: bool = False  # pyarrow's multi-threaded CSV parse inside one chunk (rarely pays)
     examples_per_rule: int = 5
     header: tuple[str, ...] | None = None
     first_line: int = 1
+
+    @property
+    def thread_count(self) -> int:
+        """``threads``, with 0 resolved to the available CPUs (at most 4)."""
+        return self.threads if self.threads > 0 else max(1, min(4, available_cpus()))
 
     def writer_options(self) -> WriterOptions:
         """The Parquet writer part of the options."""
@@ -70,7 +92,8 @@ class ConvertOptions:
             max_open_writers=self.max_open_writers,
             compression=self.compression,
             compression_level=self.compression_level,
-            background=self.use_threads,
+            encode_threads=self.thread_count,
+            split_unpartitioned=self.split_output,
         )
 
 
@@ -208,11 +231,16 @@ class _Run:
         self.rows_out = 0
         self.blank_lines = 0
 
-    def process(self, chunk: Chunk) -> None:
+    def check(self, chunk: Chunk) -> tuple[Chunk, Checked]:
+        """The stateless part of a chunk's work (any thread, any order)."""
+        return chunk, self.validator.check(chunk.table)
+
+    def process(self, chunk: Chunk, checked: Checked | None = None) -> None:
+        """The rest, in file order: ``unique``, quarantine, hook, observers, writing."""
         self.rows_in += chunk.records
         self.blank_lines += chunk.blank_lines
         rejected = [Rejected(b.line, b.rule, b.column, b.value, b.reason, b.text) for b in chunk.bad]
-        typed, rejects = self.validator.validate(chunk.table)
+        typed, rejects = self.validator.finish(checked if checked is not None else self.validator.check(chunk.table))
         if len(rejects):
             for (line, text), rule, col, value, reason in zip(
                 chunk.locate(rejects.rows.tolist()),
@@ -272,6 +300,37 @@ class _Run:
             self.writer.abort()
 
 
+def _process_in_parallel(reader: CsvReader, run: _Run, threads: int) -> None:
+    """Parse and check up to `threads` chunks at once; finish them in file order on this thread.
+
+    pyarrow releases the GIL while it parses and computes, so the chunks really run in
+    parallel; what must follow the file's order (``unique``, the quarantine, the writers)
+    stays here. At most ``threads + 1`` chunks are in flight.
+    """
+    names = run.contract.column_names
+    pool = pa.default_memory_pool()
+
+    def work(piece: Piece) -> tuple[Chunk, Checked]:
+        return run.check(reader.parse_piece(piece, names))
+
+    window: deque[Future[tuple[Chunk, Checked]]] = deque()
+    executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sluice-parse")
+    try:
+        for piece in reader.pieces():
+            window.append(executor.submit(work, piece))
+            del piece
+            if len(window) > threads:
+                run.process(*window.popleft().result())
+                pool.release_unused()
+        while window:
+            run.process(*window.popleft().result())
+    finally:
+        for future in window:
+            future.cancel()
+        executor.shutdown(wait=True, cancel_futures=True)
+        pool.release_unused()
+
+
 def convert(
     source: BinaryIO,
     contract: Contract,
@@ -328,11 +387,14 @@ def convert(
             cells = reader.read_header(skip_lines=contract.dialect.skip_rows, header=contract.dialect.header)
             if cells is not None:
                 check_header(cells, contract, source_name)
-        pool = pa.default_memory_pool()
-        for chunk in reader.chunks(contract.column_names):
-            run.process(chunk)
-            del chunk
-            pool.release_unused()  # hand freed chunk memory back to the OS: keeps RSS flat
+        if reader.splittable and opts.thread_count > 1:
+            _process_in_parallel(reader, run, opts.thread_count)
+        else:
+            pool = pa.default_memory_pool()
+            for chunk in reader.chunks(contract.column_names):
+                run.process(chunk)
+                del chunk
+                pool.release_unused()  # hand freed chunk memory back to the OS: keeps RSS flat
         rejected = run.quarantine.total
         run.blank_lines += reader.leading_blank_lines
         summary = {"run_id": run_id, "rows_in": run.rows_in, "rows_out": run.rows_out, "blank_lines": run.blank_lines}

@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
     conv = subparsers.add_parser(
         "convert",
         help="convert a local CSV file to Parquet with a dataset contract (no cloud)",
-        description="Convert FILE with contract C into DIR/<dataset>/<partition>/<run_id>-0.parquet and "
+        description="Convert FILE with contract C into DIR/<dataset>/<partition>/<run_id>-<n>.parquet and "
         "DIR/_quarantine/<dataset>/<run_id>/{rejected.csv,report.json}; prints a JSON summary.",
     )
     conv.add_argument("file", type=Path, metavar="FILE")
@@ -31,7 +31,13 @@ def register(subparsers: Any) -> None:
     conv.add_argument("--out", "-o", required=True, type=Path, metavar="DIR")
     conv.add_argument("--run-id", help="override the run id (default: derived from the file)")
     conv.add_argument("--block-size-mib", type=int, default=4, help="bytes parsed per chunk (default 4 MiB)")
-    conv.add_argument("--threads", action="store_true", help="encode Parquet in a background thread (2+ CPUs)")
+    conv.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        metavar="N",
+        help="chunks parsed and row groups encoded at once (default 0: one per CPU, at most 4)",
+    )
     conv.set_defaults(func=_convert)
 
     contract = subparsers.add_parser("contract", help="infer, check or describe dataset contracts")
@@ -87,7 +93,7 @@ def _convert(args: argparse.Namespace) -> int:
     qdir = out / "_quarantine" / contract.dataset / run_id
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        options = ConvertOptions(block_size=max(1, args.block_size_mib) << 20, use_threads=args.threads)
+        options = ConvertOptions(block_size=max(1, args.block_size_mib) << 20, threads=max(0, args.threads))
         with path.open("rb") as f:
             result = convert(f, contract, run_id=run_id, source_name=str(path), staging_dir=staging, options=options)
         outputs = [_move(o.path, out / o.key) for o in result.outputs]

@@ -164,3 +164,68 @@ def test_parse_values_is_the_shared_parser():
     d = Dialect()
     assert parse_values(pa.array(["1", None]), "int64", d).to_pylist() == [1, None]
     assert parse_values(pa.array(["yes", "off"]), "bool", d).to_pylist() == [True, None]
+
+
+def test_key_maker_gives_ids_with_a_shared_prefix_exact_ordered_keys():
+    from sluice.rules import KeyMaker
+
+    maker = KeyMaker()
+    first = maker.keys(pa.array([f"O-{i:010d}" for i in range(1000)]))
+    assert bool(np.all(first[1:] > first[:-1]))  # sequential ids -> increasing keys
+    # later values: with the prefix, without it, longer, non-ASCII, and texts whose bytes could alias
+    later = [
+        "O-0000001000",
+        "O-12345678",
+        "12345678",
+        "87654321",
+        "O-9",
+        "O-00123456789",
+        "Ö-0000000001",
+        "O-0000001000",
+    ]
+    keys = maker.keys(pa.array(later)).tolist()
+    assert keys[0] == keys[-1] and len(set(keys[:-1])) == len(later) - 1
+    assert keys[0] > int(first[-1])
+
+
+def test_unique_is_exact_with_prefixed_keys_across_batches():
+    from tests.unit.conftest import build_contract
+
+    contract = build_contract([{"name": "id", "unique": True}], max_reject_ratio=1.0)
+    v = Validator(contract)
+    ids = [f"O-{i:010d}" for i in range(3000)]
+    batches = [ids[:1000], [*ids[1000:2000], "O-0000000005", "x", "x"], [*ids[2000:], "O-0000002999", "O-1"]]
+    rejected = []
+    for batch in batches:
+        _, rejects = v.validate(pa.table({"id": pa.array(batch)}))
+        rejected.append([batch[r] for r in rejects.rows.tolist()])
+    assert rejected == [[], ["O-0000000005", "x"], ["O-0000002999"]]
+
+
+def test_seen_values_stop_merging_at_the_run_cap(monkeypatch):
+    monkeypatch.setattr(SeenValues, "MAX_RUN", 4000)
+    rng = np.random.default_rng(11)
+    keys = np.unique(rng.integers(0, 2**62, 30_000, dtype=np.int64)).astype(np.uint64)
+    rng.shuffle(keys)
+    seen = SeenValues()
+    for i in range(0, len(keys), 1000):
+        assert not seen.contains(keys[i : i + 1000]).any()
+        seen.add(keys[i : i + 1000])
+    assert all(run.size <= 4000 for run in seen._runs)
+    assert seen.contains(keys).all()
+    probe = np.setdiff1d(keys + np.uint64(1), keys)
+    assert not seen.contains(probe).any()
+
+
+def test_numbered_ids_are_exact_and_take_almost_no_memory_when_sequential():
+    from tests.unit.conftest import build_contract
+
+    v = Validator(build_contract([{"name": "id", "unique": True}], max_reject_ratio=1.0))
+    for start in range(0, 200_000, 20_000):
+        batch = pa.table({"id": pa.array([f"O-{i:010d}" for i in range(start, start + 20_000)])})
+        _, rejects = v.validate(batch)
+        assert len(rejects) == 0
+    assert v.unique_bytes < 64  # one interval instead of 8 bytes per id
+    again = ["O-0000000042", "O-42", "O-042", "O-0000199999", "O-0000200000", "O-0000200000", "P-0000000001"]
+    _, rejects = v.validate(pa.table({"id": pa.array(again)}))
+    assert [again[r] for r in rejects.rows.tolist()] == ["O-0000000042", "O-0000199999", "O-0000200000"]

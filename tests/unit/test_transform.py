@@ -322,3 +322,50 @@ def test_a_byte_range_converts_with_the_header_supplied(run_convert, orders_cont
     out = run_convert(part, orders_contract, header=tuple(orders_contract.column_names), first_line=101)
     assert out.result.rows_in == 245 - 99
     assert [int(r["_line"]) for r in out.rejected] == [131, 171]
+
+
+# --------------------------------------------------------------------------- chunks in parallel
+def _orders_with_problems() -> bytes:
+    lines = orders_bytes().splitlines(keepends=True)
+    body = lines[1:] * 6  # the repeats break order_id.unique
+    body[30] = b'O-1,"2026-11-01T09:14:00Z" junk,C-1,DE,web,2,10.00,20.00,true\n'  # row.quote
+    body[400] = b"O-2,2026-11-01T09:14:00Z,C-1,DE,web\n"  # row.fields
+    body[900] = b"O-3,2026-11-01T09:14:00Z,C-1,DE,web,\x002,10.00,20.00,true\n"  # row.nul
+    return lines[0] + b"".join(body)
+
+
+@pytest.mark.parametrize("threads", [2, 3, 5])
+def test_parallel_chunks_give_exactly_the_sequential_answer(run_convert, orders_contract, threads):
+    data = _orders_with_problems()
+    contract = orders_contract.model_copy(update={"max_reject_ratio": 1.0})
+    one = run_convert(data, contract, block_size=700, threads=1)
+    many = run_convert(data, contract, block_size=700, threads=threads)
+    assert one.result.rows_rejected > 3  # the injected problems and the repeated ids
+    assert many.rows == one.rows  # same rows, same order in every partition file
+    assert many.rejected == one.rejected  # same lines, rules, values and texts, in file order
+    assert many.result.rejects_by_rule == one.result.rejects_by_rule
+    assert [(o.key, o.rows) for o in many.result.outputs] == [(o.key, o.rows) for o in one.result.outputs]
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_the_first_problem_in_file_order_is_the_one_reported(run_convert, make_contract, threads):
+    rows = [f"{i},x{i}" for i in range(400)]
+    rows[50] = '50,"a quoted'  # the quoted line break at line 52 ...
+    rows[51] = 'break"'
+    rows[300] = '300,"never closes'  # ... comes before this one
+    data = ("a,b\n" + "\n".join(rows) + "\n").encode()
+    with pytest.raises(InputRejectedError, match=r"line 52: a quoted value contains a line break"):
+        run_convert(data, make_contract(["a", "b"]), block_size=64, threads=threads)
+
+
+def test_unpartitioned_output_is_split_over_the_encoding_threads(run_convert, make_contract):
+    c = make_contract([{"name": "n", "type": "int64"}, "s"])
+    data = ("n,s\n" + "".join(f"{i},v{i % 7}\n" for i in range(5000))).encode()
+    split = run_convert(data, c, block_size=512, row_group_rows=600, threads=3)
+    assert sorted(o.key for o in split.result.outputs) == [f"t/run-1-{n}.parquet" for n in range(3)]
+    assert sorted(split.column("n")) == list(range(5000))
+    single = run_convert(data, c, block_size=512, row_group_rows=600, threads=3, split_output=False)
+    assert [o.key for o in single.result.outputs] == ["t/run-1-0.parquet"]
+    assert single.column("n") == list(range(5000))
+    small = run_convert(b"n,s\n1,a\n", c, threads=3)
+    assert [o.key for o in small.result.outputs] == ["t/run-1-0.parquet"]
