@@ -496,12 +496,16 @@ class CsvReader:
         return _concat(parts, names, first_line), len(data)
 
     # ------------------------------------------------------------------ fast path
-    def _arrow_parse(self, data: bytes, names: list[str]) -> pa.Table | None:
-        invalid = 0
+    def _arrow_parse(self, data: bytes, names: list[str]) -> tuple[pa.Table, list[tuple[int, int]]] | None:
+        """String columns of `data`, and the records pyarrow skipped: (record number from 1, field count).
 
-        def on_invalid(_row: object) -> str:
-            nonlocal invalid
-            invalid += 1
+        None when pyarrow refuses the chunk (invalid UTF-8, ...) or, with line breaks in
+        values, skipped any record (its line is then unknown).
+        """
+        invalid: list[tuple[int, int]] = []
+
+        def on_invalid(row: pacsv.InvalidRow) -> str:
+            invalid.append((row.number or 0, row.actual_columns))
             return "skip"
 
         fmt = self.fmt
@@ -531,7 +535,9 @@ class CsvReader:
             )
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return None
-        return None if invalid else table
+        if invalid and (fmt.newlines_in_values or any(number < 1 for number, _ in invalid)):
+            return None
+        return table, invalid
 
     def _quote_anomaly(self, data: bytes) -> bool:
         """Whether the quoting of `data` (starting at a record boundary) needs the precise parser.
@@ -572,17 +578,21 @@ class CsvReader:
         ncols = len(names)
         if _only_line_breaks(data):  # only blank lines: empty values of a 1-column file, else nothing
             return None if ncols == 1 else Chunk(_empty(names), [], _lines_in(data), first_line, lambda rows: [])
-        table = None if b"\x00" in data or self._quote_anomaly(data) else self._arrow_parse(data, names)
-        if table is None:
+        parsed = None if b"\x00" in data or self._quote_anomaly(data) else self._arrow_parse(data, names)
+        if parsed is None:
             return None
+        table, invalid = parsed
         if breaks is None:
             breaks = count_line_breaks(data)
         nlines = breaks + 1 if data[-1] not in (CR, LF) else breaks
         if not self.fmt.newlines_in_values:
-            # fewer rows than lines: blank lines, or a quoted line break (then the slow path names it)
-            blank = 0 if ncols == 1 or table.num_rows == nlines else int(np.count_nonzero(_blank_mask(data)))
-            if table.num_rows + blank != nlines:
+            # fewer records than lines: blank lines, or a quoted line break (then the slow path names it)
+            records = table.num_rows + len(invalid)
+            blank = 0 if ncols == 1 or records == nlines else int(np.count_nonzero(_blank_mask(data)))
+            if records + blank != nlines:
                 return None
+            if invalid:  # each record is one line: the skipped ones are ragged rows, quarantined here
+                return _with_ragged_rows(table, invalid, data, first_line, ncols, blank, breaks)
             return Chunk(table, [], blank, first_line, _line_locator(data, first_line, ncols), breaks)
         multi_blank = self._multiline_blanks(table, data, nlines, final)
         if multi_blank is None:
@@ -811,20 +821,60 @@ def _blank_mask(data: bytes) -> np.ndarray:
     return np.asarray(starts == stops)
 
 
-def _line_locator(data: bytes, first_line: int, ncols: int) -> Locator:
+def _record_lines(data: bytes, ncols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Start, stop and line index of every record of `data` when each record is one line."""
+    starts, stops = line_spans(data)
+    line_no = np.arange(len(starts))
+    if ncols > 1:  # blank lines are not records
+        keep = starts != stops
+        starts, stops, line_no = starts[keep], stops[keep], line_no[keep]
+    return starts, stops, line_no
+
+
+def _line_text(data: bytes, start: int, stop: int) -> str:
+    return printable(data[start:stop].decode("utf-8", "surrogateescape"))
+
+
+def _line_locator(data: bytes, first_line: int, ncols: int, skipped: np.ndarray | None = None) -> Locator:
+    """Locate table rows when each record is one line (`skipped`: record indexes not in the table)."""
+
     def locate(rows: Sequence[int]) -> list[tuple[int, str]]:
-        starts, stops = line_spans(data)
-        line_no = np.arange(len(starts))
-        if ncols > 1:
-            keep = starts != stops
-            starts, stops, line_no = starts[keep], stops[keep], line_no[keep]
-        out = []
-        for r in rows:
-            text = data[int(starts[r]) : int(stops[r])].decode("utf-8", "surrogateescape")
-            out.append((first_line + int(line_no[r]), printable(text)))
-        return out
+        starts, stops, line_no = _record_lines(data, ncols)
+        if skipped is not None and len(skipped):
+            kept = np.ones(len(starts), dtype=bool)
+            kept[skipped] = False
+            starts, stops, line_no = starts[kept], stops[kept], line_no[kept]
+        return [(first_line + int(line_no[r]), _line_text(data, int(starts[r]), int(stops[r]))) for r in rows]
 
     return locate
+
+
+def _with_ragged_rows(
+    table: pa.Table,
+    invalid: list[tuple[int, int]],
+    data: bytes,
+    first_line: int,
+    ncols: int,
+    blank: int,
+    breaks: int,
+) -> Chunk | None:
+    """A chunk whose records are single lines, some with the wrong field count (pyarrow skipped them)."""
+    starts, stops, line_no = _record_lines(data, ncols)
+    if len(starts) != table.num_rows + len(invalid):
+        return None  # records and lines disagree: let the precise path decide
+    skipped = np.asarray([number - 1 for number, _ in invalid], dtype=np.int64)
+    bad = [
+        BadRecord(
+            first_line + int(line_no[k]),
+            _line_text(data, int(starts[k]), int(stops[k])),
+            "row.fields",
+            None,
+            str(fields),
+            f"has {fields} fields, expected {ncols}",
+        )
+        for k, (_, fields) in zip(skipped.tolist(), invalid, strict=True)
+    ]
+    return Chunk(table, bad, blank, first_line, _line_locator(data, first_line, ncols, skipped), breaks)
 
 
 def _empty(names: Sequence[str]) -> pa.Table:

@@ -63,7 +63,7 @@ class ConvertOptions:
     header (already checked against the contract by whoever split the file).
     """
 
-    block_size: int = 4 << 20
+    block_size: int = 2 << 20
     max_record_bytes: int = 64 << 20
     row_group_rows: int = 1 << 20
     row_group_bytes: int = 24 << 20

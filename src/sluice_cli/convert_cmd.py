@@ -30,7 +30,7 @@ def register(subparsers: Any) -> None:
     conv.add_argument("--contract", "-c", required=True, type=Path, metavar="C.yaml")
     conv.add_argument("--out", "-o", required=True, type=Path, metavar="DIR")
     conv.add_argument("--run-id", help="override the run id (default: derived from the file)")
-    conv.add_argument("--block-size-mib", type=int, default=4, help="bytes parsed per chunk (default 4 MiB)")
+    conv.add_argument("--block-size-mib", type=int, default=2, help="bytes parsed per chunk (default 2 MiB)")
     conv.add_argument(
         "--threads",
         type=int,

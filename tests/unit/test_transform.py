@@ -369,3 +369,18 @@ def test_unpartitioned_output_is_split_over_the_encoding_threads(run_convert, ma
     assert single.column("n") == list(range(5000))
     small = run_convert(b"n,s\n1,a\n", c, threads=3)
     assert [o.key for o in small.result.outputs] == ["t/run-1-0.parquet"]
+
+
+def test_ragged_rows_are_quarantined_without_the_precise_parser(run_convert, make_contract, monkeypatch):
+    from sluice import csvsource
+
+    def refuse(*_a, **_k):
+        raise AssertionError("the precise parser ran")
+
+    monkeypatch.setattr(csvsource.CsvReader, "_parse_slow", refuse)
+    data = b'a,b,c\n1,2,3\n\n4,5\n6,"7,x",8\n9,10,11,12\n13,14,15\n'
+    out = run_convert(data, make_contract(["a", "b", "c"]))
+    assert out.column("a") == ["1", "6", "13"]
+    got = [(int(r["_line"]), r["_rule"], r["_value"], r["_text"]) for r in out.rejected]
+    assert got == [(4, "row.fields", "2", "4,5"), (6, "row.fields", "4", "9,10,11,12")]
+    assert out.result.blank_lines == 1
