@@ -586,14 +586,7 @@ class CsvReader:
             breaks = count_line_breaks(data)
         nlines = breaks + 1 if data[-1] not in (CR, LF) else breaks
         if not self.fmt.newlines_in_values:
-            # fewer records than lines: blank lines, or a quoted line break (then the slow path names it)
-            records = table.num_rows + len(invalid)
-            blank = 0 if ncols == 1 or records == nlines else int(np.count_nonzero(_blank_mask(data)))
-            if records + blank != nlines:
-                return None
-            if invalid:  # each record is one line: the skipped ones are ragged rows, quarantined here
-                return _with_ragged_rows(table, invalid, data, first_line, ncols, blank, breaks)
-            return Chunk(table, [], blank, first_line, _line_locator(data, first_line, ncols), breaks)
+            return _single_line_chunk(table, invalid, data, first_line, ncols=ncols, nlines=nlines, breaks=breaks)
         multi_blank = self._multiline_blanks(table, data, nlines, final)
         if multi_blank is None:
             return None
@@ -849,16 +842,25 @@ def _line_locator(data: bytes, first_line: int, ncols: int, skipped: np.ndarray 
     return locate
 
 
-def _with_ragged_rows(
+def _single_line_chunk(
     table: pa.Table,
     invalid: list[tuple[int, int]],
     data: bytes,
     first_line: int,
+    *,
     ncols: int,
-    blank: int,
+    nlines: int,
     breaks: int,
 ) -> Chunk | None:
-    """A chunk whose records are single lines, some with the wrong field count (pyarrow skipped them)."""
+    """The chunk of a parse where every record must be one line; None when the lines say otherwise."""
+    # fewer records than lines: blank lines, or a quoted line break (then the slow path names it)
+    records = table.num_rows + len(invalid)
+    blank = 0 if ncols == 1 or records == nlines else int(np.count_nonzero(_blank_mask(data)))
+    if records + blank != nlines:
+        return None
+    if not invalid:
+        return Chunk(table, [], blank, first_line, _line_locator(data, first_line, ncols), breaks)
+    # each record is one line: the records pyarrow skipped are ragged rows, quarantined here
     starts, stops, line_no = _record_lines(data, ncols)
     if len(starts) != table.num_rows + len(invalid):
         return None  # records and lines disagree: let the precise path decide
