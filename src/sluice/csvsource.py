@@ -376,6 +376,10 @@ class CsvReader:
     def chunks(self, names: Sequence[str]) -> Iterator[Chunk]:
         """Parse the rest of the stream into chunks of records with ``len(names)`` fields."""
         names = list(names)
+        if self.splittable:  # every cut is a record boundary: the pieces, parsed in order
+            for piece in self.pieces():
+                yield self.parse_piece(piece, names)
+            return
         floor = 0  # a cut at or below this was tried and ended inside a record
         while True:
             self._fill(self._chunk_size)
@@ -862,7 +866,7 @@ def _single_line_chunk(
         return Chunk(table, [], blank, first_line, _line_locator(data, first_line, ncols), breaks)
     # each record is one line: the records pyarrow skipped are ragged rows, quarantined here
     starts, stops, line_no = _record_lines(data, ncols)
-    if len(starts) != table.num_rows + len(invalid):
+    if len(starts) != records:
         return None  # records and lines disagree: let the precise path decide
     skipped = np.asarray([number - 1 for number, _ in invalid], dtype=np.int64)
     bad = [

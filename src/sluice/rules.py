@@ -313,13 +313,18 @@ def _mix(h: np.ndarray) -> np.ndarray:
     return out
 
 
+def _padded_bytes(arr: pa.Array, width: int) -> np.ndarray:
+    """The bytes of ASCII strings of at most `width` bytes, NUL-padded to `width` each, back to back."""
+    n = len(arr)
+    padded = pc.utf8_rpad(arr, width=width, padding="\x00")
+    offsets = np.frombuffer(padded.buffers()[1], dtype=np.int32, count=n + 1, offset=padded.offset * 4)
+    data = np.frombuffer(padded.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[0] + n * width]
+    return np.ascontiguousarray(data)
+
+
 def _word_keys(arr: pa.Array, words: int, lengths: np.ndarray) -> np.ndarray:
     """Keys of ASCII strings that all span `words` 8-byte words."""
-    n = len(arr)
-    padded = pc.utf8_rpad(arr, width=words * 8, padding="\x00")
-    offsets = np.frombuffer(padded.buffers()[1], dtype=np.int32, count=n + 1, offset=padded.offset * 4)
-    data = np.frombuffer(padded.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[0] + n * words * 8]
-    matrix = np.ascontiguousarray(data).view(np.uint64).reshape(n, words)
+    matrix = _padded_bytes(arr, words * 8).view(np.uint64).reshape(len(arr), words)
     if words == 1:
         return matrix[:, 0].copy()  # exact: the text itself
     with np.errstate(over="ignore"):
@@ -382,10 +387,7 @@ def prefixed_keys(arr: pa.Array, prefix: str) -> tuple[np.ndarray, np.ndarray]:
     if not len(rows):
         return rows, np.zeros(0, dtype=np.uint64)
     rest = pc.utf8_slice_codeunits(arr.take(pa.array(rows)) if len(rows) < len(arr) else arr, width)
-    padded = pc.utf8_rpad(rest, width=8, padding="\x00")
-    offsets = np.frombuffer(padded.buffers()[1], dtype=np.int32, count=len(rows) + 1, offset=padded.offset * 4)
-    data = np.frombuffer(padded.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[0] + len(rows) * 8]
-    keys = np.ascontiguousarray(data).view(">u8").astype(np.uint64) | _PREFIXED
+    keys = _padded_bytes(rest, 8).view(">u8").astype(np.uint64) | _PREFIXED
     return rows, keys
 
 
