@@ -1,4 +1,4 @@
-"""sluice's engine against pandas, DuckDB and polars on the same CSV: time, memory, output, correctness.
+"""sluice's engine against pandas, DuckDB, polars and bare pyarrow on the same CSV: time, memory, output, correctness.
 
 Each engine runs in its own process (``benchmarks/peers/<engine>_peer.py``) under
 ``/usr/bin/time -v`` (wall time, peak RSS), pinned with ``taskset`` to 2 CPUs, 1 CPU or both in
@@ -67,6 +67,7 @@ ENGINES = {
     "polars": Engine("polars", "polars_peer.py"),
     "duckdb": Engine("duckdb", "duckdb_peer.py"),
     "pandas": Engine("pandas", "pandas_peer.py"),
+    "pyarrow": Engine("pyarrow", "pyarrow_peer.py"),  # the library under sluice, no validation: the floor
 }
 
 
@@ -584,7 +585,7 @@ def report(size: str, manifest: Manifest, ms: Sequence[Measurement], types: str)
     for m in ms:
         if not m.engine.startswith("sluice") or "-bad" in m.dataset or not m.ok:
             continue
-        for peer in ("polars", "duckdb", "pandas"):
+        for peer in ("polars", "duckdb", "pandas", "pyarrow"):
             p = _find(ms, peer, m.cpus)
             if p is None or not p.ok:
                 continue

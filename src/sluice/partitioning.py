@@ -66,6 +66,9 @@ def derive(partition: Partition, source: pa.Array) -> pa.Array:
     if partition.transform == "identity":
         return source
     if partition.transform == "date":
+        if pa.types.is_timestamp(source.type) and source.type.tz in ("UTC", "+00:00"):
+            # the same instants without the zone: ~10x cheaper than the zone-aware cast, and exact for UTC
+            source = source.cast(pa.timestamp(source.type.unit))
         return pc.cast(source, pa.date32())
     as_ts = source if pa.types.is_timestamp(source.type) else pc.cast(source, pa.timestamp("s"))
     if partition.transform == "month":
@@ -319,11 +322,16 @@ def _grouped(entries: list[_Entry], sentinel: int) -> Iterator[tuple[int, pa.Tab
         start += n
 
 
+_REMAP_BYTES = 8 << 20  # an uncompressed spill file is mapped afresh every this many bytes read
+
+
 class _SpillFile(_Chain):
     """One append-only Arrow IPC file holding the spilled runs: one batch per partition and run.
 
-    Read back through a memory map (no copy when uncompressed), mapped afresh every `remap_bytes`
-    read so that the pages read do not pile up in the process's resident memory.
+    Compressed, it is read back with plain reads: each batch is decompressed into memory that is
+    freed once the batch is written, so nothing read stays resident. Uncompressed, it is read
+    through a memory map (no copy), mapped afresh every `remap_bytes` read so that the mapped
+    pages read (which count as the process's resident memory) stay under that.
     """
 
     def __init__(self, path: Path, schema: pa.Schema, compression: str | None, remap_bytes: int) -> None:
@@ -360,10 +368,10 @@ class _SpillFile(_Chain):
         self._writer = self._sink = None
 
     def batch(self, i: int) -> pa.RecordBatch:
-        if self._reader is None or self._mapped >= self._remap_bytes:
+        if self._reader is None or (self._compression is None and self._mapped >= self._remap_bytes):
             if self._source is not None:
                 self._source.close()  # unmapped once the batches read from it are gone
-            self._source = pa.memory_map(str(self.path))
+            self._source = pa.memory_map(str(self.path)) if self._compression is None else pa.OSFile(str(self.path))
             self._reader = pa.ipc.open_file(self._source, options=pa.ipc.IpcReadOptions(use_threads=False))
             self._mapped = 0
         batch = self._reader.get_batch(i)
@@ -447,7 +455,10 @@ class PartitionedWriter:
         self._open = 0
         self._props: dict[str, Any] | None = None
         self._spill = _SpillFile(
-            staging_dir / "_spill" / f"{run_id}.arrow", schema, options.spill_compression, options.buffer_bytes
+            staging_dir / "_spill" / f"{run_id}.arrow",
+            schema,
+            options.spill_compression,
+            min(options.buffer_bytes, _REMAP_BYTES),
         )
         self._pool = (
             ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="parquet") if self._threads > 1 else None
