@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import _csv
 import csv
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -378,7 +378,7 @@ class CsvReader:
         names = list(names)
         if self.splittable:  # every cut is a record boundary: the pieces, parsed in order
             for piece in self.pieces():
-                yield self.parse_piece(piece, names)
+                yield self.parse_piece(piece, names)[0]
             return
         floor = 0  # a cut at or below this was tried and ended inside a record
         while True:
@@ -409,14 +409,15 @@ class CsvReader:
         """Whether every line break ends a record: chunks can then be cut ahead and parsed in parallel."""
         return not self.fmt.newlines_in_values
 
-    def pieces(self) -> Iterator[Piece]:
-        """Cut the rest of the stream into record-aligned pieces for :meth:`parse_piece`.
+    def pieces(self) -> Generator[Piece]:
+        """Cut the rest of the stream into pieces for :meth:`parse_piece`, ahead of parsing.
 
-        Only for a :attr:`splittable` format, where a cut at a line break is a record boundary, so
-        a piece never has to wait for the parse of the one before it.
+        For a :attr:`splittable` format every cut is a record boundary. With line breaks in
+        values a cut is where the quotes before it pair up: a record boundary when the quoting is
+        regular, so a piece rarely has to wait for the parse of the one before it; when it is not
+        (:meth:`parse_piece` then uses only part of a piece), the caller hands the rest back with
+        :meth:`unread` and goes on with :meth:`chunks`, which decides where each record ends.
         """
-        if not self.splittable:
-            raise ValueError("pieces() needs a format without line breaks in values; use chunks()")
         while True:
             self._fill(self._chunk_size)
             if not self._pending:
@@ -431,12 +432,22 @@ class CsvReader:
             self._drop(cut)
             yield piece
 
-    def parse_piece(self, piece: Piece, names: Sequence[str]) -> Chunk:
-        """Parse one piece from :meth:`pieces` (thread-safe: pieces may be parsed concurrently)."""
+    def parse_piece(self, piece: Piece, names: Sequence[str]) -> tuple[Chunk, int]:
+        """Parse one piece from :meth:`pieces` (thread-safe: pieces may be parsed concurrently).
+
+        Returns the records and the bytes of the piece they used: all of them, unless line breaks
+        in values and irregular quoting put the cut inside a record (see :meth:`pieces`).
+        """
         chunk, used = self._parse(piece.data, list(names), piece.first_line, piece.final, piece.line_breaks)
-        if used != len(piece.data):  # cannot happen when every line break ends a record
+        if used != len(piece.data) and self.splittable:  # every line break ends a record here
             raise AssertionError(f"{self._where(piece.first_line)}: piece parsed only in part")
-        return chunk
+        return chunk, used
+
+    def unread(self, data: bytes, line: int) -> None:
+        """Put bytes cut ahead by :meth:`pieces` back in front of the stream; `line` is where they start."""
+        self._pending = data + self._pending
+        self._offset -= len(data)
+        self.line = line
 
     def _next_cut(self, floor: int) -> int:
         """Where the next chunk ends: a record-boundary candidate beyond `floor`, reading more as needed."""
@@ -548,9 +559,10 @@ class CsvReader:
 
         The parity of the quotes before each quote says whether it opens a field (even) or closes
         one / starts a doubled quote (odd). An opening quote must follow a delimiter, a line break
-        or the quote of a doubled pair; a closing quote must precede a delimiter, a line break or
-        another quote. Anything else is text after a closing quote (pyarrow would silently glue it
-        to the value) or a bare quote inside an unquoted field (literal, but it breaks the parity).
+        or (with ``double_quote``) the quote of a doubled pair; a closing quote must precede a
+        delimiter, a line break or (with ``double_quote``) another quote. Anything else is text
+        after a closing quote (pyarrow would silently glue it to the value) or a bare quote inside
+        an unquoted field (literal, but it breaks the parity).
         """
         q = self.fmt.quote_char
         esc_b = self.fmt.escape_char.encode() if self.fmt.escape_char else b""
@@ -571,8 +583,11 @@ class CsvReader:
         prev = arr[np.maximum(pos - 1, 0)]
         nxt = arr[np.minimum(pos + 1, n - 1)]
         opening = np.arange(len(pos)) % 2 == 0
-        ok_open = (pos == 0) | (prev == d) | (prev == LF) | (prev == CR) | (prev == qb)
-        ok_close = (pos == n - 1) | (nxt == d) | (nxt == LF) | (nxt == CR) | (nxt == qb)
+        ok_open = (pos == 0) | (prev == d) | (prev == LF) | (prev == CR)
+        ok_close = (pos == n - 1) | (nxt == d) | (nxt == LF) | (nxt == CR)
+        if self.fmt.double_quote:  # "" inside a quoted value: a quote, its pair right after it
+            ok_open |= prev == qb
+            ok_close |= nxt == qb
         return bool(np.any(np.where(opening, ~ok_open, ~ok_close)))
 
     def _parse_fast(

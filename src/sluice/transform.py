@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from sluice.contracts import Contract
-from sluice.csvsource import Chunk, CsvFormat, CsvReader, Piece
+from sluice.csvsource import Chunk, CsvFormat, CsvReader, Piece, count_line_breaks
 from sluice.errors import InputRejectedError, RejectThresholdError
 from sluice.partitioning import PartitionedWriter, WriterOptions, add_partitions, partition_type
 from sluice.quarantine import QuarantineWriter, Rejected, over_threshold, threshold_error
@@ -49,8 +49,8 @@ class ConvertOptions:
     ``threads`` (0: one per available CPU, at most 4) parse and check that many chunks at once
     and encode that many Parquet row groups at once; an unpartitioned output is then split over
     up to ``threads`` files (``<run_id>-0.parquet``, ``-1``, ...) unless ``split_output`` is
-    False. Contracts with ``newlines_in_values`` parse one chunk at a time (a chunk's end is only
-    known once it is parsed).
+    False. With ``newlines_in_values`` a chunk cut ahead may end inside a record when the quoting
+    is irregular; from such a chunk on, the file is parsed one chunk at a time.
 
     Working memory is roughly (2 x ``threads`` + 2) x 4 x ``block_size`` (chunks being parsed
     and checked) + ``buffer_bytes`` (rows waiting for their row group) + ``threads`` x
@@ -231,9 +231,9 @@ class _Run:
         self.rows_out = 0
         self.blank_lines = 0
 
-    def check(self, chunk: Chunk) -> tuple[Chunk, Checked]:
+    def check(self, chunk: Chunk) -> Checked:
         """The stateless part of a chunk's work (any thread, any order)."""
-        return chunk, self.validator.check(chunk.table)
+        return self.validator.check(chunk.table)
 
     def process(self, chunk: Chunk, checked: Checked | None = None) -> None:
         """The rest, in file order: ``unique``, quarantine, hook, observers, writing."""
@@ -301,34 +301,65 @@ class _Run:
 
 
 def _process_in_parallel(reader: CsvReader, run: _Run, threads: int) -> None:
-    """Parse and check up to `threads` chunks at once; finish them in file order on this thread.
+    """Parse and check up to `threads` pieces at once; finish them in file order on this thread.
 
-    pyarrow releases the GIL while it parses and computes, so the chunks really run in
+    pyarrow releases the GIL while it parses and computes, so the pieces really run in
     parallel; what must follow the file's order (``unique``, the quarantine, the writers)
-    stays here. At most ``threads + 1`` chunks are in flight.
+    stays here. At most ``threads + 1`` pieces are in flight. With line breaks in values, a
+    piece whose cut fell inside a record (irregular quoting) is parsed only in part: the rest
+    of it and the pieces cut after it go back to the reader, and the file is finished one
+    chunk at a time (:func:`_process_in_order`), which is what one thread would have done.
     """
     names = run.contract.column_names
     pool = pa.default_memory_pool()
 
-    def work(piece: Piece) -> tuple[Chunk, Checked]:
-        return run.check(reader.parse_piece(piece, names))
+    def work(piece: Piece) -> tuple[Chunk, int, Checked]:
+        chunk, used = reader.parse_piece(piece, names)
+        return chunk, used, run.check(chunk)
 
-    window: deque[Future[tuple[Chunk, Checked]]] = deque()
+    window: deque[tuple[Piece, Future[tuple[Chunk, int, Checked]]]] = deque()
     executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sluice-parse")
+    pieces = reader.pieces()
     try:
-        for piece in reader.pieces():
-            window.append(executor.submit(work, piece))
-            del piece
-            if len(window) > threads:
-                run.process(*window.popleft().result())
-                pool.release_unused()
-        while window:
-            run.process(*window.popleft().result())
+        while True:
+            piece = next(pieces, None)
+            if piece is not None:
+                window.append((piece, executor.submit(work, piece)))
+                del piece
+                if len(window) <= threads:
+                    continue
+            if not window:
+                return
+            done, future = window.popleft()
+            chunk, used, checked = future.result()
+            if used:
+                run.process(chunk, checked)
+            del chunk, checked
+            pool.release_unused()
+            if used < len(done.data):
+                for _, later in window:
+                    later.cancel()
+                rest = done.data[used:] + b"".join(p.data for p, _ in window)
+                window.clear()
+                pieces.close()
+                reader.unread(rest, done.first_line + count_line_breaks(done.data[:used]))
+                del done, rest
+                _process_in_order(reader, run)
+                return
     finally:
-        for future in window:
+        for _, future in window:
             future.cancel()
         executor.shutdown(wait=True, cancel_futures=True)
         pool.release_unused()
+
+
+def _process_in_order(reader: CsvReader, run: _Run) -> None:
+    """Parse, check and finish the rest of the stream one chunk at a time."""
+    pool = pa.default_memory_pool()
+    for chunk in reader.chunks(run.contract.column_names):
+        run.process(chunk)
+        del chunk
+        pool.release_unused()  # hand freed chunk memory back to the OS: keeps RSS flat
 
 
 def convert(
@@ -387,14 +418,10 @@ def convert(
             cells = reader.read_header(skip_lines=contract.dialect.skip_rows, header=contract.dialect.header)
             if cells is not None:
                 check_header(cells, contract, source_name)
-        if reader.splittable and opts.thread_count > 1:
+        if opts.thread_count > 1:
             _process_in_parallel(reader, run, opts.thread_count)
         else:
-            pool = pa.default_memory_pool()
-            for chunk in reader.chunks(contract.column_names):
-                run.process(chunk)
-                del chunk
-                pool.release_unused()  # hand freed chunk memory back to the OS: keeps RSS flat
+            _process_in_order(reader, run)
         rejected = run.quarantine.total
         run.blank_lines += reader.leading_blank_lines
         summary = {"run_id": run_id, "rows_in": run.rows_in, "rows_out": run.rows_out, "blank_lines": run.blank_lines}

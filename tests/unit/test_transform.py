@@ -384,3 +384,54 @@ def test_ragged_rows_are_quarantined_without_the_precise_parser(run_convert, mak
     got = [(int(r["_line"]), r["_rule"], r["_value"], r["_text"]) for r in out.rejected]
     assert got == [(4, "row.fields", "2", "4,5"), (6, "row.fields", "4", "9,10,11,12")]
     assert out.result.blank_lines == 1
+
+
+# --------------------------------------------------------------------------- line breaks in values, in parallel
+def _notes(n: int, *, bare_quote_at: int | None = None) -> bytes:
+    """A file of records with quoted line breaks, blank lines and bad rows; optionally one bare quote."""
+    rows = ["id,qty,note"]
+    for i in range(n):
+        if i % 7 == 0:
+            rows.append(f'{i},{i % 50},"line one\nline two, with a comma"')
+        elif i % 11 == 0:
+            rows.append(f'{i},{i % 50},"said ""hi""\r\nthen left"')
+        elif i % 13 == 0:
+            rows.append(f"{i},many,plain")  # qty.type
+        elif i % 17 == 0:
+            rows.append("")  # a blank line
+        elif i == bare_quote_at:
+            rows.append(f'{i},1,a 5" screen')  # a quote inside an unquoted value: irregular quoting
+        else:
+            rows.append(f"{i},{i % 50},plain {i}")
+    return ("\n".join(rows) + "\n").encode()
+
+
+@pytest.mark.parametrize("bare_quote_at", [None, 180, 640])
+@pytest.mark.parametrize("threads", [2, 3])
+def test_line_breaks_in_values_parse_in_parallel_with_the_sequential_answer(
+    run_convert, make_contract, monkeypatch, threads, bare_quote_at
+):
+    from sluice import csvsource
+
+    c = make_contract(
+        ["id", {"name": "qty", "type": "int64"}, "note"], dialect={"newlines_in_values": True}, max_reject_ratio=1.0
+    )
+    data = _notes(900, bare_quote_at=bare_quote_at)
+    one = run_convert(data, c, block_size=600, threads=1)
+    handed_back: list[int] = []
+    unread = csvsource.CsvReader.unread
+    monkeypatch.setattr(
+        csvsource.CsvReader, "unread", lambda self, rest, line: (handed_back.append(line), unread(self, rest, line))
+    )
+    many = run_convert(data, c, block_size=600, threads=threads)
+    assert one.result.rows_in > 700 and one.result.rows_rejected > 30
+    assert "line one\nline two, with a comma" in one.column("note")
+    assert many.rows == one.rows
+    assert many.rejected == one.rejected
+    assert many.result.blank_lines == one.result.blank_lines > 0
+    if bare_quote_at is None:
+        assert handed_back == []  # regular quoting: every piece was a whole number of records
+    else:
+        assert len(handed_back) == 1  # from the irregular piece on, one chunk at a time
+        bare_line = data[: data.index(f'{bare_quote_at},1,a 5"'.encode())].count(b"\n") + 1
+        assert abs(handed_back[0] - bare_line) < 60  # in the piece (600 bytes) that holds the bare quote

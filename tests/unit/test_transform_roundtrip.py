@@ -108,7 +108,7 @@ GARBAGE = st.lists(
 ).map(b"".join)
 
 
-def _outcome(tmp_path, data, contract, block, force_precise, monkeypatch, sub_chunk=1 << 20):
+def _outcome(tmp_path, data, contract, block, force_precise, monkeypatch, sub_chunk=1 << 20, threads=2):
     from sluice import csvsource
     from sluice.errors import InputRejectedError
 
@@ -117,7 +117,7 @@ def _outcome(tmp_path, data, contract, block, force_precise, monkeypatch, sub_ch
         if force_precise:
             m.setattr(csvsource.CsvReader, "_parse_fast", lambda *a, **k: None)
         try:
-            out = convert_bytes(data, contract, tmp_path, block_size=block)
+            out = convert_bytes(data, contract, tmp_path, block_size=block, threads=threads)
         except InputRejectedError as exc:
             return ("rejected", str(exc).split(":")[0])
     rejected = [(r["_line"], r["_rule"], r["_text"]) for r in out.rejected]
@@ -143,3 +143,14 @@ def test_any_input_gets_the_same_answer_from_the_fast_and_the_precise_path(
     fast = _outcome(tmp_path, body, contract, block, False, monkeypatch, sub_chunk)
     precise = _outcome(tmp_path, body, contract, block, True, monkeypatch)
     assert fast == precise
+    # pieces cut ahead and parsed on 2 threads give what one thread, chunk after chunk, gives
+    assert _outcome(tmp_path, body, contract, block, False, monkeypatch, sub_chunk, threads=1) == fast
+
+
+@pytest.mark.parametrize("body", [b'""","', b'1,"ab""cd"\n2,x\n', b'1,"ab"",x"\n'])
+def test_quotes_back_to_back_without_double_quote_get_the_precise_answer(tmp_path, monkeypatch, body):
+    """Found by the fuzz test: ``""`` is one escaped quote only with ``double_quote``."""
+    dialect = {"header": False, "null_values": [], "escape_char": "\\", "double_quote": False}
+    contract = build_contract(["a", "b"], dialect=dialect)
+    fast = _outcome(tmp_path, body, contract, 8, False, monkeypatch)
+    assert fast == _outcome(tmp_path, body, contract, 8, True, monkeypatch)
