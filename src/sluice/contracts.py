@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sluice.dateformats import compile_format
 from sluice.errors import ContractError, UnknownDatasetError
 
 _DECIMAL = re.compile(r"^decimal\(\s*(\d{1,2})\s*,\s*(\d{1,2})\s*\)$")
@@ -108,6 +109,9 @@ class Column(_Model):
     max: Decimal | str | None = None
     in_: tuple[Any, ...] | None = Field(None, alias="in")
     pattern: str | None = None
+    format: str | None = Field(
+        None, description="strptime layout of a date or timestamp column, e.g. %d/%m/%Y (default: ISO 8601)"
+    )
     source: str | None = Field(None, description="header name in the file when it differs from `name`")
     description: str | None = None
 
@@ -131,6 +135,12 @@ class Column(_Model):
             except re.error as exc:
                 raise ValueError(f"pattern {value!r} is not a valid regular expression: {exc}") from exc
         return value
+
+    @model_validator(mode="after")
+    def _format_fits(self) -> Column:
+        if self.format is not None:
+            compile_format(self.format, self.type)
+        return self
 
     @property
     def header_name(self) -> str:

@@ -24,6 +24,7 @@ import yaml
 
 from sluice.contracts import Dialect, parse_contract
 from sluice.csvsource import csv_error_text
+from sluice.dateformats import DATE_CANDIDATES, TIMESTAMP_CANDIDATES
 from sluice.errors import InputRejectedError
 from sluice.rules import apply_nulls, parse_values
 from sluice.textstream import read_exactly, sniff_bom
@@ -215,41 +216,90 @@ def sniff_delimiter(lines: Sequence[str]) -> str:
 
 
 # ---------------------------------------------------------------------------- types
-def _column_type(values: Sequence[str], dialect: Dialect, extra_nulls: set[str]) -> str:
+@dataclass(frozen=True)
+class _Typed:
+    """What a column's sample says: its type, the layout of its dates, or why its dates stay text."""
+
+    type: str
+    format: str | None = None
+    ambiguous: tuple[str, ...] = ()  # layouts that all read every value, differently
+
+
+def _column_type(values: Sequence[str], dialect: Dialect, extra_nulls: set[str]) -> _Typed:
     raw = pa.array([_UNDECODED.sub("\ufffd", v) for v in values], pa.string())
     value = apply_nulls(raw, (*dialect.null_values, *sorted(extra_nulls)))
     present = pc.drop_null(value)
     if len(present) == 0:
-        return "string"
+        return _Typed("string")
     texts = set(present.to_pylist())
     if all(t.lower() in _WORD_BOOLS for t in texts) and {t.lower() for t in texts} <= _WORD_BOOLS:
-        return "bool"
+        return _Typed("bool")
     if any(re.fullmatch(r"[+-]?0[0-9]+", t) for t in texts):
-        return "string"  # codes with leading zeros stay text
+        return _Typed("string")  # codes with leading zeros stay text
     for candidate in ("int64", "float64", "date", "timestamp"):
         if candidate == "int64" and not all(re.fullmatch(r"-?[0-9]+", t) for t in texts):
             continue
         parsed = parse_values(present, candidate, dialect)
         if parsed.null_count == 0:
-            return candidate
-    return "string"
+            return _Typed(candidate)
+    if any(ch.isdigit() for ch in next(iter(texts))):
+        for kind, layouts in (("date", DATE_CANDIDATES), ("timestamp", TIMESTAMP_CANDIDATES)):
+            found = _date_layout(present, kind, layouts, dialect)
+            if found is not None:
+                return found
+    return _Typed("string")
 
 
-def _infer_types(rows: list[list[str]], width: int, dialect: Dialect) -> tuple[list[str], list[str]]:
+def _date_layout(present: pa.Array, kind: str, layouts: Sequence[str], dialect: Dialect) -> _Typed | None:
+    """The one layout of `layouts` that reads every value (several that agree: the first)."""
+    fits: list[tuple[str, pa.Array]] = []
+    for layout in layouts:
+        parsed = parse_values(present, kind, dialect, layout)
+        if parsed.null_count == 0:
+            fits.append((layout, parsed))
+    if not fits:
+        return None
+    differ = [layout for layout, parsed in fits[1:] if not parsed.equals(fits[0][1])]
+    if differ:  # e.g. 03/11/2023: the 3rd of November or March the 11th
+        return _Typed("string", ambiguous=(fits[0][0], *differ))
+    return _Typed(kind, fits[0][0])
+
+
+def _infer_types(rows: list[list[str]], width: int, dialect: Dialect) -> tuple[list[_Typed], list[str]]:
     """Column types, and the extra null tokens that made some column typed."""
     types, used_extra = [], set()
     for j in range(width):
         values = [r[j] for r in rows]
         plain = _column_type(values, dialect, set())
-        if plain == "string":
+        if plain.type == "string":
             tokens = {v for v in values if v in EXTRA_NULLS}
             if tokens:
                 typed = _column_type(values, dialect, tokens)
-                if typed != "string":
+                if typed.type != "string":
                     used_extra |= tokens
                     plain = typed
         types.append(plain)
     return types, sorted(used_extra)
+
+
+def _columns(
+    names: Sequence[tuple[str, str | None]], types: Sequence[_Typed], notes: list[str]
+) -> list[dict[str, Any]]:
+    """The contract's columns (plain data); a note for each column whose dates are ambiguous."""
+    columns = []
+    for (name, src), t in zip(names, types, strict=True):
+        col: dict[str, Any] = {"name": name, "type": t.type}
+        if t.format is not None:
+            col["format"] = t.format
+        if src is not None:
+            col["source"] = src
+        if t.ambiguous:
+            notes.append(
+                f"column {name}: its values read as dates in more than one layout ({', '.join(t.ambiguous)}); "
+                f"left as text: set type and format by hand"
+            )
+        columns.append(col)
+    return columns
 
 
 def _looks_like_header(first: list[str], data: list[list[str]], dialect: Dialect) -> bool:
@@ -258,10 +308,10 @@ def _looks_like_header(first: list[str], data: list[list[str]], dialect: Dialect
     votes = 0
     for j, cell in enumerate(first):
         column = [r[j] for r in data]
-        t = _column_type(column, dialect, set())
+        t = _column_type(column, dialect, set()).type
         if t == "string":
             continue
-        as_value = _column_type([cell], dialect, set())
+        as_value = _column_type([cell], dialect, set()).type
         cell_null = not cell.strip() or cell in dialect.null_values
         votes += 1 if (as_value != t and not (t == "float64" and as_value == "int64") and not cell_null) else -1
     if votes:
@@ -472,12 +522,7 @@ def infer_contract(
     dialect["newlines_in_values"] = multiline
     if extra_nulls:
         dialect["null_values"] = [*base.null_values, *extra_nulls]
-    columns = []
-    for (name, src), t in zip(names, types, strict=True):
-        col: dict[str, Any] = {"name": name, "type": t}
-        if src is not None:
-            col["source"] = src
-        columns.append(col)
+    columns = _columns(names, types, sn.notes)
     contract = {
         "dataset": dataset,
         "version": 1,

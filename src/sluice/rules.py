@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sluice.contracts import Column, Contract, Dialect
+from sluice.dateformats import MONTHS, DateFormat, compile_format
 from sluice.errors import ContractError
 
 _INT = r"^-?[0-9]+$"
@@ -100,9 +101,41 @@ def _parse_timestamps(value: pa.Array) -> pa.Array:
     return pc.coalesce(with_tz, pc.cast(naive, UTC_TIMESTAMP))
 
 
-def parse_values(value: pa.Array, column_type: str, dialect: Dialect) -> pa.Array:
-    """Parse text (nulls already applied) as `column_type`; unparsable values become null."""
+def _parse_formatted(value: pa.Array, fmt: DateFormat, column_type: str) -> pa.Array:
+    """Text in layout `fmt` to dates or UTC timestamps; values off the layout or the calendar become null."""
+    none = pa.scalar(None, pa.string())
+    value = pc.if_else(pc.match_substring_regex(value, fmt.regex), value, none)
+    matched = pc.extract_regex(value, fmt.regex)  # null where the layout does not match
+    parts = dict(zip((f.name for f in matched.type), matched.flatten(), strict=True))  # nulls carried down
+    number = {
+        name: np.asarray(pc.cast(parts[name], pa.int32()).fill_null(0).to_numpy(zero_copy_only=False))
+        for name in ("Y", "y", "m", "d")
+        if name in parts
+    }
+    year = number["Y"] if "Y" in number else np.where(number["y"] >= 69, number["y"] + 1900, number["y"] + 2000)
+    if "m" in number:
+        month = number["m"]
+    else:  # a month name: its first three letters
+        name = pc.utf8_lower(pc.utf8_slice_codeunits(parts["b" if "b" in parts else "B"], 0, 3))
+        month = np.asarray(pc.index_in(name, value_set=pa.array(MONTHS)).fill_null(-1).to_numpy()) + 1
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    last = np.where(month == 2, np.where(leap, 29, 28), np.where(np.isin(month, (4, 6, 9, 11)), 30, 31))
+    real_day = (month >= 1) & (month <= 12) & (number["d"] >= 1) & (number["d"] <= last)
+    value = pc.if_else(pa.array(real_day), value, none)
+    parsed = pc.strptime(value, format=fmt.text, unit="us", error_is_null=True)
+    if column_type == "date":
+        return pc.cast(parsed, pa.date32())
+    return parsed if fmt.zoned else pc.cast(parsed, UTC_TIMESTAMP)  # no offset: the time is UTC
+
+
+def parse_values(value: pa.Array, column_type: str, dialect: Dialect, fmt: str | None = None) -> pa.Array:
+    """Parse text (nulls already applied) as `column_type` (dates and timestamps in layout `fmt`, else ISO).
+
+    Values that cannot be parsed become null.
+    """
     to = arrow_type(column_type)
+    if fmt is not None:
+        return _parse_formatted(value, compile_format(fmt, column_type), column_type)
     if column_type == "string":
         return value
     if column_type == "bool":
@@ -563,7 +596,7 @@ class Validator:
         self._direct = {
             c.name
             for c in contract.columns
-            if c.type in ("int64", "float64", "date") or c.type.startswith("decimal")
+            if c.format is None and (c.type in ("int64", "float64", "date") or c.type.startswith("decimal"))
             if parse_values(tokens, c.type, self._dialect).null_count == len(tokens)
         }
 
@@ -663,7 +696,7 @@ class Validator:
                 # or a bad value, go straight to the null-aware path for the rest of the file
                 self._indirect.add(col.name)
         value = apply_nulls(raw, self._dialect.null_values)
-        return value, parse_values(value, col.type, self._dialect)
+        return value, parse_values(value, col.type, self._dialect, col.format)
 
     def _duplicates(self, name: str, keys: _Keys, alive: np.ndarray) -> np.ndarray:
         """Rows (of those alive) whose value was seen before, in this batch or an earlier one."""

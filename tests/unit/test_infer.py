@@ -128,3 +128,34 @@ def test_overrides(run_convert):
     contract, _ = infer(b"x;y\n1;2\n", delimiter=";", header_line=0, dataset="Sales")
     assert contract.dataset == "sales" and contract.dialect.header is False
     assert run_convert(b"x;y\n1;2\n", contract).result.rows_out == 2
+
+
+def test_dates_in_other_layouts_get_a_format(run_convert):
+    import datetime as dt
+
+    data = b"id,closed,at\n1,03/11/2023,13/01/2024 14:05\n2,25/12/2023,01/02/2024 09:00\n"
+    contract, _ = infer(data)
+    cols = {c.name: (c.type, c.format) for c in contract.columns}
+    assert cols == {"id": ("int64", None), "closed": ("date", "%d/%m/%Y"), "at": ("timestamp", "%d/%m/%Y %H:%M")}
+    out = run_convert(data, contract)
+    assert out.result.rows_rejected == 0
+    assert out.column("closed") == [dt.date(2023, 11, 3), dt.date(2023, 12, 25)]
+    assert out.column("at")[0] == dt.datetime(2024, 1, 13, 14, 5, tzinfo=dt.UTC)
+
+
+def test_dates_that_read_two_ways_stay_text_with_a_note():
+    contract, inference = infer(b"id,d\n1,03/11/2023\n2,04/12/2023\n")
+    assert contract.column("d").type == "string" and contract.column("d").format is None
+    assert any("column d" in n and "%d/%m/%Y, %m/%d/%Y" in n for n in inference.notes)
+
+
+def test_the_corpus_bank_list_gets_its_closing_dates(run_convert):
+    from tests.unit.conftest import CORPUS
+
+    data = (CORPUS / "duckdb__error_banklist.csv").read_bytes()
+    contract, _ = infer(data)
+    closing = next(c for c in contract.columns if c.name == "closing_date")
+    assert (closing.type, closing.format) == ("date", "%d-%b-%y")
+    out = run_convert(data, contract)
+    assert not [r for r in out.rejected if r["_column"] == "closing_date"]
+    assert out.result.rows_out > 500 and None not in out.column("closing_date")
