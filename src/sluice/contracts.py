@@ -60,7 +60,10 @@ class Dialect(_Model):
     header: bool = True
     skip_rows: int = Field(0, ge=0, description="lines to skip before the header (title rows, preambles)")
     newlines_in_values: bool = Field(
-        False, description="quoted fields may contain line breaks (slower parse, no byte-range fan-out)"
+        False, description="quoted fields may contain line breaks (such files are not fanned out over byte ranges)"
+    )
+    decimal_point: Literal[".", ","] = Field(
+        ".", description="decimal separator of float and decimal columns (no thousands separators)"
     )
     null_values: tuple[str, ...] = ("", "NULL", "null", "NA", "N/A")
     true_values: tuple[str, ...] = ("true", "True", "TRUE", "1", "yes", "Yes", "YES", "t", "T", "y", "Y")

@@ -282,6 +282,24 @@ def _infer_types(rows: list[list[str]], width: int, dialect: Dialect) -> tuple[l
     return types, sorted(used_extra)
 
 
+def _decimal_point_and_types(
+    rows: list[list[str]], width: int, dialect: Dialect
+) -> tuple[Dialect, list[_Typed], list[str]]:
+    """:func:`_infer_types`, and the dialect with a decimal comma when that makes a column a number.
+
+    Only when no column already reads as numbers with a decimal point, and the delimiter is not
+    a comma (``12,50`` would then be two fields).
+    """
+    types, extra_nulls = _infer_types(rows, width, dialect)
+    if dialect.delimiter == "," or any(t.type == "float64" for t in types):
+        return dialect, types, extra_nulls
+    comma = dialect.model_copy(update={"decimal_point": ","})
+    retyped, comma_nulls = _infer_types(rows, width, comma)
+    if any(a.type == "string" and b.type == "float64" for a, b in zip(types, retyped, strict=True)):
+        return comma, retyped, comma_nulls
+    return dialect, types, extra_nulls
+
+
 def _columns(
     names: Sequence[tuple[str, str | None]], types: Sequence[_Typed], notes: list[str]
 ) -> list[dict[str, Any]]:
@@ -504,7 +522,7 @@ def infer_contract(
     if width == 1:  # blank lines are empty values in a one-column file
         rows += [[""] for r in records[data_from:] if not r.fields]
     multiline = any(r.end - r.start > 1 for r in data)
-    types, extra_nulls = _infer_types(rows, width, base)
+    base, types, extra_nulls = _decimal_point_and_types(rows, width, base)
     names = column_names(cells) if cells is not None else [(f"column_{i + 1}", None) for i in range(width)]
     ragged = sum(1 for r in data if len(r.fields) != width)
     if ragged:
@@ -520,6 +538,8 @@ def infer_contract(
     if skip:
         dialect["skip_rows"] = skip
     dialect["newlines_in_values"] = multiline
+    if base.decimal_point != ".":
+        dialect["decimal_point"] = base.decimal_point
     if extra_nulls:
         dialect["null_values"] = [*base.null_values, *extra_nulls]
     columns = _columns(names, types, sn.notes)

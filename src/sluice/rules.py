@@ -128,6 +128,13 @@ def _parse_formatted(value: pa.Array, fmt: DateFormat, column_type: str) -> pa.A
     return parsed if fmt.zoned else pc.cast(parsed, UTC_TIMESTAMP)  # no offset: the time is UTC
 
 
+def _with_decimal_point(value: pa.Array, point: str) -> pa.Array:
+    """Numbers written with `point` as the decimal separator, rewritten with ``.``; a ``.`` in them is invalid."""
+    none = pa.scalar(None, pa.string())
+    rewritten = pc.replace_substring(value, point, ".", max_replacements=1)
+    return pc.if_else(pc.match_substring(value, "."), none, rewritten)
+
+
 def parse_values(value: pa.Array, column_type: str, dialect: Dialect, fmt: str | None = None) -> pa.Array:
     """Parse text (nulls already applied) as `column_type` (dates and timestamps in layout `fmt`, else ISO).
 
@@ -136,6 +143,8 @@ def parse_values(value: pa.Array, column_type: str, dialect: Dialect, fmt: str |
     to = arrow_type(column_type)
     if fmt is not None:
         return _parse_formatted(value, compile_format(fmt, column_type), column_type)
+    if dialect.decimal_point != "." and (column_type == "float64" or column_type.startswith("decimal")):
+        value = _with_decimal_point(value, dialect.decimal_point)
     if column_type == "string":
         return value
     if column_type == "bool":
@@ -596,7 +605,11 @@ class Validator:
         self._direct = {
             c.name
             for c in contract.columns
-            if c.format is None and (c.type in ("int64", "float64", "date") or c.type.startswith("decimal"))
+            if c.format is None
+            and (
+                c.type in ("int64", "date")
+                or (contract.dialect.decimal_point == "." and (c.type == "float64" or c.type.startswith("decimal")))
+            )
             if parse_values(tokens, c.type, self._dialect).null_count == len(tokens)
         }
 
