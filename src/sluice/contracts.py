@@ -62,6 +62,9 @@ class Dialect(_Model):
     newlines_in_values: bool = Field(
         False, description="quoted fields may contain line breaks (such files are not fanned out over byte ranges)"
     )
+    trim_spaces: bool = Field(
+        False, description="strip spaces and tabs around every value (quoted or not) before it is checked and stored"
+    )
     decimal_point: Literal[".", ","] = Field(
         ".", description="decimal separator of float and decimal columns (no thousands separators)"
     )

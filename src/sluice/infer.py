@@ -282,15 +282,26 @@ def _infer_types(rows: list[list[str]], width: int, dialect: Dialect) -> tuple[l
     return types, sorted(used_extra)
 
 
-def _decimal_point_and_types(
-    rows: list[list[str]], width: int, dialect: Dialect
+def _dialect_and_types(rows: list[list[str]], width: int, dialect: Dialect) -> tuple[Dialect, list[_Typed], list[str]]:
+    """:func:`_infer_types`, and the dialect with ``trim_spaces`` and a decimal comma where they type a column."""
+    types, extra_nulls = _infer_types(rows, width, dialect)
+    if any(v != v.strip(" \t") for r in rows for v in r):
+        trimmed = [[v.strip(" \t") for v in r] for r in rows]
+        retyped, trimmed_nulls = _infer_types(trimmed, width, dialect)
+        if any(a.type == "string" and b.type != "string" for a, b in zip(types, retyped, strict=True)):
+            dialect = dialect.model_copy(update={"trim_spaces": True})  # "  42": padded numbers or dates
+            rows, types, extra_nulls = trimmed, retyped, trimmed_nulls
+    return _decimal_point(rows, width, dialect, types, extra_nulls)
+
+
+def _decimal_point(
+    rows: list[list[str]], width: int, dialect: Dialect, types: list[_Typed], extra_nulls: list[str]
 ) -> tuple[Dialect, list[_Typed], list[str]]:
-    """:func:`_infer_types`, and the dialect with a decimal comma when that makes a column a number.
+    """The dialect with a decimal comma when that makes a column a number, and the types then.
 
     Only when no column already reads as numbers with a decimal point, and the delimiter is not
     a comma (``12,50`` would then be two fields).
     """
-    types, extra_nulls = _infer_types(rows, width, dialect)
     if dialect.delimiter == "," or any(t.type == "float64" for t in types):
         return dialect, types, extra_nulls
     comma = dialect.model_copy(update={"decimal_point": ","})
@@ -522,7 +533,7 @@ def infer_contract(
     if width == 1:  # blank lines are empty values in a one-column file
         rows += [[""] for r in records[data_from:] if not r.fields]
     multiline = any(r.end - r.start > 1 for r in data)
-    base, types, extra_nulls = _decimal_point_and_types(rows, width, base)
+    base, types, extra_nulls = _dialect_and_types(rows, width, base)
     names = column_names(cells) if cells is not None else [(f"column_{i + 1}", None) for i in range(width)]
     ragged = sum(1 for r in data if len(r.fields) != width)
     if ragged:
@@ -538,6 +549,8 @@ def infer_contract(
     if skip:
         dialect["skip_rows"] = skip
     dialect["newlines_in_values"] = multiline
+    if base.trim_spaces:
+        dialect["trim_spaces"] = True
     if base.decimal_point != ".":
         dialect["decimal_point"] = base.decimal_point
     if extra_nulls:

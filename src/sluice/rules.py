@@ -657,8 +657,9 @@ class Validator:
         out = Checked(first=np.full(n, -1, dtype=np.int32))
         for col, checks in self._checks:
             raw = strings.column(col.name).combine_chunks()
-            out.raws.append(raw)
-            value, typed = self._parse(col, raw)
+            out.raws.append(raw)  # the text as written, for the quarantine
+            text = pc.utf8_trim(raw, characters=" \t") if self._dialect.trim_spaces else raw
+            value, typed = self._parse(col, text)
             out.typed.append(typed)
             if col.required and value.null_count:
                 out.record(

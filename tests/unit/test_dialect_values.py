@@ -1,4 +1,4 @@
-"""A decimal comma (``dialect.decimal_point: ","``): parsing, convert, and contract inference."""
+"""Dialect options for numbers and padding: a decimal comma (`decimal_point`) and `trim_spaces`."""
 
 import io
 from decimal import Decimal
@@ -59,3 +59,33 @@ def test_infer_finds_a_decimal_comma_and_convert_accepts_the_file(run_convert):
 def test_infer_keeps_the_decimal_point_when_numbers_use_it():
     assert _infer(b"id;price;note\n1;12.50;a,b\n2;7.05;c\n").dialect.decimal_point == "."
     assert _infer(b'id,price\n1,"12,50"\n').dialect.decimal_point == "."  # a comma delimiter: no guessing
+
+
+# --------------------------------------------------------------------------- trim_spaces
+def test_trim_spaces_strips_values_before_the_rules_and_keeps_the_text_for_the_quarantine(run_convert, make_contract):
+    c = make_contract(
+        ["id", {"name": "qty", "type": "int64", "max": 100}, {"name": "country", "in": ["DE", "FR"]}, "name"],
+        dialect={"trim_spaces": True},
+        max_reject_ratio=1.0,
+    )
+    data = b'id,qty,country,name\n1,  42 ,DE ,\t Ann \n2,  ,FR,Bob\n3, 101,DE,Cy\n4,7," ES",Di\n'
+    out = run_convert(data, c)
+    assert out.rows == [
+        {"id": "1", "qty": 42, "country": "DE", "name": "Ann"},
+        {"id": "2", "qty": None, "country": "FR", "name": "Bob"},  # blank once trimmed: null
+    ]
+    got = [(r["_line"], r["_rule"], r["_value"]) for r in out.rejected]
+    assert got == [("4", "qty.max", " 101"), ("5", "country.in", " ES")]
+    strict = run_convert(data, c.model_copy(update={"dialect": c.dialect.model_copy(update={"trim_spaces": False})}))
+    assert {r["_rule"] for r in strict.rejected} >= {"qty.type", "country.in"}  # the default: spaces are data
+
+
+def test_infer_sets_trim_spaces_only_when_padding_hides_a_type(run_convert):
+    data = b"id,qty,when,name\n1,  42 ,2023-11-03,  Ann\n2,7,  2023-11-04 ,Bob \n"
+    contract = _infer(data)
+    assert contract.dialect.trim_spaces is True
+    types = {c.name: c.type for c in contract.columns}
+    assert types == {"id": "int64", "qty": "int64", "when": "date", "name": "string"}
+    out = run_convert(data, contract)
+    assert out.result.rows_rejected == 0 and out.column("name") == ["Ann", "Bob"]
+    assert _infer(b"id,name\n1,  Ann\n2,Bob \n").dialect.trim_spaces is False  # padded text alone: kept as written
