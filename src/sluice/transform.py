@@ -34,12 +34,23 @@ if TYPE_CHECKING:
 Observer = Callable[[pa.Table], None]
 
 
+LAMBDA_MB_PER_VCPU = 1769
+
+
 def available_cpus() -> int:
-    """CPUs this process may run on (Lambda: 2 below 1,769 MB, up to 6 at 10 GB)."""
+    """CPUs this process can use: those it may run on, and on Lambda its share of them.
+
+    A Lambda function sees 2 CPUs at any memory size (up to 6 at 10 GB) but gets one vCPU of
+    time per 1,769 MB, so at the default 1,769 MB a second thread would only share that one.
+    """
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    memory = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
+    if memory.isdigit():
+        cpus = min(cpus, max(1, round(int(memory) / LAMBDA_MB_PER_VCPU)))
+    return cpus
 
 
 @dataclass(frozen=True)

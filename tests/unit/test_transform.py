@@ -435,3 +435,18 @@ def test_line_breaks_in_values_parse_in_parallel_with_the_sequential_answer(
         assert len(handed_back) == 1  # from the irregular piece on, one chunk at a time
         bare_line = data[: data.index(f'{bare_quote_at},1,a 5"'.encode())].count(b"\n") + 1
         assert abs(handed_back[0] - bare_line) < 60  # in the piece (600 bytes) that holds the bare quote
+
+
+@pytest.mark.parametrize(
+    ("memory", "cpus", "expected"), [(None, 2, 2), ("1769", 2, 1), ("1024", 2, 1), ("3538", 2, 2), ("10240", 6, 6)]
+)
+def test_threads_follow_the_lambda_vcpu_share(monkeypatch, memory, cpus, expected):
+    from sluice import transform
+
+    monkeypatch.setattr(transform.os, "sched_getaffinity", lambda _pid: set(range(cpus)))
+    if memory is None:
+        monkeypatch.delenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory)
+    assert transform.available_cpus() == expected
+    assert transform.ConvertOptions().thread_count == min(expected, 4)
