@@ -1,4 +1,4 @@
-"""``sluice convert`` and ``sluice contract infer|check|schema``: the transform on local files, no cloud."""
+"""``sluice convert`` and ``sluice contract infer|check|schema|glue``: the transform on local files, no cloud."""
 
 from __future__ import annotations
 
@@ -57,6 +57,34 @@ def register(subparsers: Any) -> None:
     chk.set_defaults(func=_check)
     sch = sub.add_parser("schema", help="print the JSON Schema of contract files")
     sch.set_defaults(func=_schema)
+    glue = sub.add_parser(
+        "glue",
+        help="print the Glue table of contracts as CloudFormation resources for template.yaml",
+        description="Print an AWS::Glue::Table resource per contract (columns, partition keys, partition "
+        "projection) to paste under Resources in template.yaml.",
+    )
+    glue.add_argument("files", type=Path, nargs="+", metavar="FILE.yaml")
+    glue.set_defaults(func=_glue)
+
+
+def _glue(args: argparse.Namespace) -> int:
+    import yaml
+
+    from sluice.catalog import glue_table, logical_id
+
+    resources = {}
+    for path in args.files:
+        try:
+            contract = load_contract(path)
+        except SluiceError as exc:
+            return _fail(str(exc))
+        resources[logical_id(contract.dataset)] = glue_table(contract)
+        if contract.transform:
+            print(
+                f"# {contract.dataset}: add the columns its transform hook {contract.transform} adds", file=sys.stderr
+            )
+    print(yaml.safe_dump(resources, sort_keys=False, width=1000), end="")
+    return 0
 
 
 def _fail(message: str) -> int:

@@ -71,3 +71,16 @@ def test_infer_refusal_is_one_line(tmp_path, capsys):
     assert main(["contract", "infer", str(empty)]) == 2
     err = capsys.readouterr().err
     assert "empty" in err and err.count("\n") == 1
+
+
+def test_contract_glue_prints_a_resource_per_contract(tmp_path, capsys):
+    from sluice.catalog import glue_table
+    from sluice.contracts import load_contract
+
+    orders = REPO / "contracts" / "orders.yaml"
+    assert main(["contract", "glue", str(orders)]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == {"OrdersGlueTable": glue_table(load_contract(orders))}
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("dataset: Bad Name\n")
+    assert main(["contract", "glue", str(broken)]) == 2
+    assert "broken.yaml" in capsys.readouterr().err
