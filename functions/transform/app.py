@@ -11,10 +11,28 @@ from sluice.contracts import contract_by_name
 from sluice.landing import land_range, land_run
 from sluice.payloads import RangeResult, RangeTask, TransformResult, ValidateResult
 from sluice.settings import contracts, settings
+from sluice.transform import Progress, ProgressHook, throttled
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
+PROGRESS_EVERY_S = 30.0
+
+
+def progress_log(total_bytes: int | None) -> ProgressHook:
+    """Log how far the conversion is every PROGRESS_EVERY_S seconds (long files: progress in CloudWatch)."""
+
+    def log(p: Progress) -> None:
+        logger.info(
+            "converting",
+            bytes_read=p.bytes_read,
+            percent_read=round(100 * p.bytes_read / total_bytes, 1) if total_bytes else None,
+            rows_in=p.rows_in,
+            rows_rejected=p.rows_rejected,
+            seconds=round(p.seconds, 1),
+        )
+
+    return throttled(log, PROGRESS_EVERY_S)
 
 
 @logger.inject_lambda_context(correlation_id_path="run_id")
@@ -28,7 +46,15 @@ def handler(event: ValidateResult | RangeTask, context: LambdaContext) -> Transf
     metrics.add_dimension(name="dataset", value=contract.dataset)
     if "range" in event:
         task = cast(RangeTask, event)
-        part = land_range(task, contract, S3Store(), work_bucket=cfg.work_bucket, staging_root=cfg.staging_dir)
+        rng = task["range"]
+        part = land_range(
+            task,
+            contract,
+            S3Store(),
+            work_bucket=cfg.work_bucket,
+            staging_root=cfg.staging_dir,
+            progress=progress_log(rng["end"] - rng["start"]),
+        )
         metrics.add_metric("RangeRowsIn", MetricUnit.Count, part["rows_in"])
         logger.info(
             "range transformed",
@@ -47,6 +73,7 @@ def handler(event: ValidateResult | RangeTask, context: LambdaContext) -> Transf
         quarantine_bucket=cfg.quarantine_bucket,
         work_bucket=cfg.work_bucket,
         staging_root=cfg.staging_dir,
+        progress=progress_log(event["source"].get("size")),
     )
     metrics.add_metric("RowsIn", MetricUnit.Count, result["rows_in"])
     metrics.add_metric("RowsRejected", MetricUnit.Count, result["rows_rejected"])

@@ -23,7 +23,7 @@ from sluice.errors import InputRejectedError, RejectThresholdError, TransientErr
 from sluice.payloads import RangeResult, RangeTask, TransformResult, ValidateResult
 from sluice.ports import ObjectStore
 from sluice.preflight import describe
-from sluice.transform import ConvertOptions, ConvertResult, convert
+from sluice.transform import ConvertOptions, ConvertResult, ProgressHook, convert
 from sluice.uris import s3_uri
 
 
@@ -76,6 +76,7 @@ def land_run(
     quarantine_bucket: str,
     work_bucket: str,
     staging_root: Path,
+    progress: ProgressHook | None = None,
 ) -> TransformResult:
     """Convert the run's raw object and publish every output; returns pointers and counts."""
     began = time.monotonic()
@@ -95,6 +96,7 @@ def land_run(
                     source_name=describe(source),
                     staging_dir=staging,
                     observers=[aggregator] if aggregator else [],
+                    progress=progress,
                 )
             except RejectThresholdError as exc:
                 raise _with_published_quarantine(
@@ -207,6 +209,7 @@ def land_range(
     *,
     work_bucket: str,
     staging_root: Path,
+    progress: ProgressHook | None = None,
 ) -> RangeResult:
     """Convert one byte range of a fan-out into a part staged under ``parts/<run_id>/<index>/``.
 
@@ -247,6 +250,7 @@ def land_range(
                     staging_dir=staging,
                     observers=[aggregator] if aggregator else [],
                     options=options,
+                    progress=progress,
                 )
             except InputRejectedError as exc:
                 raise InputRejectedError(

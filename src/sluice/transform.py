@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -51,6 +52,33 @@ def available_cpus() -> int:
     if memory.isdigit():
         cpus = min(cpus, max(1, round(int(memory) / LAMBDA_MB_PER_VCPU)))
     return cpus
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a conversion has got: bytes read from the source, records finished, time spent."""
+
+    bytes_read: int
+    rows_in: int
+    rows_rejected: int
+    seconds: float
+
+
+ProgressHook = Callable[[Progress], None]
+
+
+def throttled(hook: ProgressHook, seconds: float, clock: Callable[[], float] = time.monotonic) -> ProgressHook:
+    """`hook`, called at most once every `seconds` (the first report waits that long too)."""
+    due = clock() + seconds
+
+    def report(progress: Progress) -> None:
+        nonlocal due
+        now = clock()
+        if now >= due:
+            due = now + seconds
+            hook(progress)
+
+    return report
 
 
 @dataclass(frozen=True)
@@ -241,6 +269,7 @@ class _Run:
         self.rows_in = 0
         self.rows_out = 0
         self.blank_lines = 0
+        self.after_chunk: Callable[[], None] | None = None
 
     def check(self, chunk: Chunk) -> Checked:
         """The stateless part of a chunk's work (any thread, any order)."""
@@ -287,6 +316,8 @@ class _Run:
                     observe(base)
             table, paths = add_partitions(typed, self.contract)
             self._writer(table.schema).write(table, paths)
+        if self.after_chunk is not None:
+            self.after_chunk()
 
     def _writer(self, schema: pa.Schema) -> PartitionedWriter:
         if self.writer is None:
@@ -382,12 +413,14 @@ def convert(
     staging_dir: Path,
     observers: Sequence[Observer] = (),
     options: ConvertOptions | None = None,
+    progress: ProgressHook | None = None,
 ) -> ConvertResult:
     """Convert one CSV stream to Parquet files and a quarantine under `staging_dir`.
 
     Parquet files land at ``staging_dir / key`` (see :class:`OutputFile`); the quarantine at
     ``staging_dir / "_quarantine" / {rejected.csv, report.json}``. `observers` get every batch
-    of valid rows (contract columns and types) before partition columns are added.
+    of valid rows (contract columns and types) before partition columns are added. `progress`
+    hears after every chunk how far the conversion is (see :func:`throttled`).
 
     Raises
     ------
@@ -424,6 +457,13 @@ def convert(
         first_line=opts.first_line,
         use_threads=opts.parse_threads,
     )
+    if progress is not None:
+        began, report = time.monotonic(), progress
+
+        def after_chunk() -> None:
+            report(Progress(blocks.bytes_in, run.rows_in, run.quarantine.total, time.monotonic() - began))
+
+        run.after_chunk = after_chunk
     try:
         if opts.header is None:
             cells = reader.read_header(skip_lines=contract.dialect.skip_rows, header=contract.dialect.header)
@@ -473,4 +513,13 @@ def convert(
     )
 
 
-__all__ = ["ConvertOptions", "ConvertResult", "InputRejectedError", "OutputFile", "convert"]
+__all__ = [
+    "ConvertOptions",
+    "ConvertResult",
+    "InputRejectedError",
+    "OutputFile",
+    "Progress",
+    "ProgressHook",
+    "convert",
+    "throttled",
+]

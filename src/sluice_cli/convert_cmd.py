@@ -8,14 +8,14 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from sluice.contracts import Contract, load_contract
 from sluice.errors import RejectThresholdError, SluiceError
 from sluice.infer import InferOptions, infer_contract
 from sluice.payloads import SourceObject
 from sluice.runid import run_id_for
-from sluice.transform import ConvertOptions, convert
+from sluice.transform import ConvertOptions, Progress, convert, throttled
 
 
 def register(subparsers: Any) -> None:
@@ -37,6 +37,12 @@ def register(subparsers: Any) -> None:
         default=0,
         metavar="N",
         help="chunks parsed and row groups encoded at once (default 0: one per CPU, at most 4)",
+    )
+    conv.add_argument(
+        "--progress",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="a progress line on stderr (auto: when stderr is a terminal)",
     )
     conv.set_defaults(func=_convert)
 
@@ -65,6 +71,36 @@ def register(subparsers: Any) -> None:
     )
     glue.add_argument("files", type=Path, nargs="+", metavar="FILE.yaml")
     glue.set_defaults(func=_glue)
+
+
+class ProgressLine:
+    """One line on a terminal, rewritten in place: share of the file read, rows, speed, time left."""
+
+    def __init__(self, total_bytes: int, stream: TextIO) -> None:
+        self.total = max(1, total_bytes)
+        self.stream = stream
+        self.width = 0
+
+    def show(self, p: Progress) -> None:
+        """Rewrite the line with `p`."""
+        share = min(1.0, p.bytes_read / self.total)
+        speed = p.bytes_read / p.seconds / (1 << 20) if p.seconds > 0 else 0.0
+        left = f", {(self.total - p.bytes_read) / (speed * (1 << 20)):.0f} s left" if speed and share < 1 else ""
+        if share >= 1:
+            left = ", finishing the last chunks and files"
+        text = (
+            f"{share:6.1%} of {self.total / (1 << 20):,.0f} MiB · {p.rows_in:,} rows"
+            f" ({p.rows_rejected:,} quarantined) · {speed:,.0f} MiB/s{left}"
+        )
+        self.stream.write("\r" + text.ljust(self.width))
+        self.stream.flush()
+        self.width = len(text)
+
+    def close(self) -> None:
+        """End the line (the summary follows on stdout)."""
+        if self.width:
+            self.stream.write("\n")
+            self.stream.flush()
 
 
 def _glue(args: argparse.Namespace) -> int:
@@ -122,8 +158,20 @@ def _convert(args: argparse.Namespace) -> int:
     shutil.rmtree(staging, ignore_errors=True)
     try:
         options = ConvertOptions(block_size=max(1, args.block_size_mib) << 20, threads=max(0, args.threads))
+        shown = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
+        line = ProgressLine(path.stat().st_size, sys.stderr) if shown else None
         with path.open("rb") as f:
-            result = convert(f, contract, run_id=run_id, source_name=str(path), staging_dir=staging, options=options)
+            result = convert(
+                f,
+                contract,
+                run_id=run_id,
+                source_name=str(path),
+                staging_dir=staging,
+                options=options,
+                progress=throttled(line.show, 0.25) if line else None,
+            )
+        if line is not None:
+            line.close()
         outputs = [_move(o.path, out / o.key) for o in result.outputs]
         quarantine = [_move(p, qdir / p.name) for p in (result.rejected_path, result.report_path) if p is not None]
     except RejectThresholdError as exc:

@@ -68,3 +68,17 @@ def test_too_many_rejects_fail_the_run_without_parquet_and_keep_the_diagnosis(aw
     assert f"s3://{aws['QuarantineBucket']}/orders/orders-t-0001/report.json" in str(info.value)
     assert keys(aws["CuratedBucket"]) == []
     assert "orders/orders-t-0001/report.json" in keys(aws["QuarantineBucket"])
+
+
+def test_a_long_conversion_logs_its_progress(aws, handler_of, caplog):
+    import sys
+
+    handler = handler_of("TransformFunction")
+    sys.modules["handler_TransformFunction"].PROGRESS_EVERY_S = 0.0  # every chunk, for the test
+    big = SAMPLE + SAMPLE.split(b"\n", 1)[1] * 400  # ~6 MB: a few 2 MiB chunks
+    with pytest.raises(RejectThresholdError):  # the repeats break order_id.unique: progress is logged anyway
+        handler(validated(aws, "orders/big.csv", big))
+    progress = [r.__dict__ for r in caplog.records if r.getMessage() == "converting"]
+    assert len(progress) >= 3, progress  # one per 2 MiB chunk here
+    assert progress[-1]["bytes_read"] == len(big) and progress[-1]["percent_read"] == 100.0
+    assert [p["rows_in"] for p in progress] == sorted(p["rows_in"] for p in progress)

@@ -81,6 +81,7 @@ def convert_bytes(
     *,
     step: int | None = None,
     observers: Any = (),
+    progress: Any = None,
     **options: Any,
 ) -> Converted:
     """Convert `data` (through a non-seekable trickle when `step` is given) and read everything back."""
@@ -94,6 +95,7 @@ def convert_bytes(
         staging_dir=staging,
         observers=observers,
         options=ConvertOptions(**options),
+        progress=progress,
     )
     assert result.rows_in == result.rows_out + result.rows_rejected
     converted = Converted(result, read_rows(result), read_rejected(result), staging)
@@ -110,7 +112,7 @@ def make_contract() -> Any:
 
 @pytest.fixture
 def run_convert(tmp_path: Path) -> Any:
-    """`run_convert(data, contract, step=None, observers=(), **ConvertOptions)` -> Converted."""
+    """`run_convert(data, contract, step=None, observers=(), progress=None, **ConvertOptions)` -> Converted."""
 
     def run(data: bytes, contract: Contract, **kw: Any) -> Converted:
         return convert_bytes(data, contract, tmp_path, **kw)

@@ -450,3 +450,31 @@ def test_threads_follow_the_lambda_vcpu_share(monkeypatch, memory, cpus, expecte
         monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory)
     assert transform.available_cpus() == expected
     assert transform.ConvertOptions().thread_count == min(expected, 4)
+
+
+# --------------------------------------------------------------------------- progress
+@pytest.mark.parametrize("threads", [1, 2])
+def test_progress_is_reported_after_every_chunk(run_convert, make_contract, threads):
+    from sluice.transform import Progress
+
+    c = make_contract([{"name": "n", "type": "int64"}, "s"], max_reject_ratio=1.0)
+    data = ("n,s\n" + "".join(f"{i if i % 100 else 'x'},v{i}\n" for i in range(3000))).encode()
+    seen: list[Progress] = []
+    out = run_convert(data, c, block_size=1024, threads=threads, progress=seen.append)
+    assert len(seen) > 20  # one report per chunk of ~1 KiB
+    assert [p.bytes_read for p in seen] == sorted(p.bytes_read for p in seen) and seen[-1].bytes_read == len(data)
+    assert [p.rows_in for p in seen] == sorted(p.rows_in for p in seen)
+    assert (seen[-1].rows_in, seen[-1].rows_rejected) == (out.result.rows_in, out.result.rows_rejected) == (3000, 30)
+    assert all(p.seconds >= 0 for p in seen)
+
+
+def test_throttled_reports_at_most_once_per_interval():
+    from sluice.transform import Progress, throttled
+
+    now = [100.0]
+    heard: list[int] = []
+    report = throttled(lambda p: heard.append(p.rows_in), 5.0, clock=lambda: now[0])
+    for t, rows in [(101, 1), (104.9, 2), (105, 3), (106, 4), (109.9, 5), (110.1, 6), (130, 7)]:
+        now[0] = t
+        report(Progress(0, rows, 0, 0.0))
+    assert heard == [3, 6, 7]

@@ -84,3 +84,17 @@ def test_contract_glue_prints_a_resource_per_contract(tmp_path, capsys):
     broken.write_text("dataset: Bad Name\n")
     assert main(["contract", "glue", str(broken)]) == 2
     assert "broken.yaml" in capsys.readouterr().err
+
+
+def test_convert_shows_progress_on_a_terminal_or_when_asked(tmp_path, capsys, monkeypatch):
+    from sluice_cli import convert_cmd
+
+    contract = str(REPO / "contracts" / "orders.yaml")
+    assert main(["convert", str(SAMPLE), "-c", contract, "-o", str(tmp_path / "a"), "--block-size-mib", "1"]) == 0
+    assert capsys.readouterr().err == ""  # auto, and stderr is not a terminal here
+    monkeypatch.setattr(convert_cmd, "throttled", lambda hook, _seconds: hook)  # every chunk, for the test
+    assert main(["convert", str(SAMPLE), "-c", contract, "-o", str(tmp_path / "b"), "--progress", "always"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("\r") and err.endswith("\n")
+    last = err.strip().split("\r")[-1]
+    assert "100.0% of" in last and "245 rows (5 quarantined)" in last and "finishing" in last
