@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 # directive -> regular expression; the named ones are checked against the calendar
 _DATE_PARTS = {
@@ -69,8 +70,9 @@ class DateFormat:
         return "z" in self.parts
 
 
+@lru_cache(maxsize=64)
 def compile_format(text: str, column_type: str) -> DateFormat:
-    """Check `text` as the format of a `column_type` column and build its regular expression.
+    """Check `text` as the format of a `column_type` column and build its regular expression (cached).
 
     Raises
     ------

@@ -253,7 +253,10 @@ def _column_type(values: Sequence[str], dialect: Dialect, extra_nulls: set[str])
 def _date_layout(present: pa.Array, kind: str, layouts: Sequence[str], dialect: Dialect) -> _Typed | None:
     """The one layout of `layouts` that reads every value (several that agree: the first)."""
     fits: list[tuple[str, pa.Array]] = []
+    head = present.slice(0, 100)
     for layout in layouts:
+        if parse_values(head, kind, dialect, layout).null_count:
+            continue  # most layouts fail on the first values: no need to read the whole sample
         parsed = parse_values(present, kind, dialect, layout)
         if parsed.null_count == 0:
             fits.append((layout, parsed))

@@ -581,6 +581,16 @@ class Checked:
             self.found.append(check)
 
 
+def _casts_directly(col: Column, dialect: Dialect) -> bool:
+    """Whether Arrow's cast from text reads `col` as the contract means it (ISO dates, ``.`` decimals)."""
+    if col.format is not None:
+        return False
+    if col.type in ("int64", "date"):
+        return True
+    numeric = col.type == "float64" or col.type.startswith("decimal")
+    return numeric and dialect.decimal_point == "."
+
+
 class Validator:
     """Parse and check string batches against `contract`.
 
@@ -605,11 +615,7 @@ class Validator:
         self._direct = {
             c.name
             for c in contract.columns
-            if c.format is None
-            and (
-                c.type in ("int64", "date")
-                or (contract.dialect.decimal_point == "." and (c.type == "float64" or c.type.startswith("decimal")))
-            )
+            if _casts_directly(c, self._dialect)
             if parse_values(tokens, c.type, self._dialect).null_count == len(tokens)
         }
 
