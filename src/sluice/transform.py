@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import numpy as np
 import pyarrow as pa
 
+from sluice.compressed import open_source
 from sluice.contracts import Contract
 from sluice.csvsource import Chunk, CsvFormat, CsvReader, Piece, count_line_breaks
 from sluice.errors import InputRejectedError, RejectThresholdError
@@ -439,6 +440,9 @@ def convert(
     run = _Run(
         contract, run_id=run_id, source_name=source_name, staging_dir=staging_dir, observers=observers, options=opts
     )
+    raw = None
+    if opts.header is None:  # a whole object (byte ranges are never compressed): gzip and bzip2 are read through
+        source, raw, _ = open_source(source, source_name)
     blocks = Utf8Blocks(
         source,
         contract.dialect.encoding,
@@ -461,7 +465,8 @@ def convert(
         began, report = time.monotonic(), progress
 
         def after_chunk() -> None:
-            report(Progress(blocks.bytes_in, run.rows_in, run.quarantine.total, time.monotonic() - began))
+            read = raw.consumed if raw is not None else blocks.bytes_in  # bytes of the object, compressed or not
+            report(Progress(read, run.rows_in, run.quarantine.total, time.monotonic() - began))
 
         run.after_chunk = after_chunk
     try:

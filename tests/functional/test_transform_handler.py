@@ -82,3 +82,11 @@ def test_a_long_conversion_logs_its_progress(aws, handler_of, caplog):
     assert len(progress) >= 3, progress  # one per 2 MiB chunk here
     assert progress[-1]["bytes_read"] == len(big) and progress[-1]["percent_read"] == 100.0
     assert [p["rows_in"] for p in progress] == sorted(p["rows_in"] for p in progress)
+
+
+def test_a_gzipped_object_lands_like_the_plain_one(aws, handler_of):
+    import gzip
+
+    result = handler_of("TransformFunction")(validated(aws, "orders/a.csv.gz", gzip.compress(SAMPLE)))
+    assert (result["rows_in"], result["rows_out"], result["rows_rejected"]) == (245, 240, 5)
+    assert keys(aws["CuratedBucket"]) == [f"orders/order_date=2026-11-0{d}/orders-t-0001-0.parquet" for d in (1, 2)]

@@ -417,3 +417,13 @@ def test_validate_fans_out_big_splittable_files_only():
     assert validate_run(run, contracts, store, len(data))["mode"] == "single"  # type: ignore[arg-type]
     unique = fanout_data.contract(columns=[{"name": "order_id", "unique": True}], partition=[], aggregates=None)
     assert fanout_blocker(unique) is not None
+
+
+def test_compressed_files_never_fan_out():
+    import gzip
+
+    data = gzip.compress(fanout_data.orders_csv(50))
+    store = MemoryStore()
+    store.put("raw", KEY + ".gz", data)
+    run = {"run_id": "r", "dataset": "x", "source": {"bucket": "raw", "key": KEY + ".gz"}, "received_at": "now"}
+    assert validate_run(run, (fanout_data.contract(),), store, 1)["mode"] == "single"  # type: ignore[arg-type]
