@@ -45,7 +45,7 @@ class _Prepended:
 
     def read(self, size: int = -1) -> bytes:
         if not self._head:
-            data = self._source.read(size)
+            data = self._source.read() if size < 0 else self._source.read(size)
         elif 0 <= size <= len(self._head):
             data, self._head = self._head[:size], self._head[size:]
         else:
