@@ -30,6 +30,7 @@ _TIME_PARTS = {
     "S": "[0-9]{2}",
     "z": "(?:Z|[+-][0-9]{2}:?[0-9]{2})",
 }
+_DIRECTIVES = {**_DATE_PARTS, **_TIME_PARTS}
 MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 
 #: Layouts `sluice contract infer` tries on text columns, in order (ISO is tried before them).
@@ -95,14 +96,13 @@ def compile_format(text: str, column_type: str) -> DateFormat:
         if directive == "%":
             regex.append("%")
             continue
-        known = {**_DATE_PARTS, **_TIME_PARTS}
-        if directive not in known:
-            supported = " ".join(f"%{d}" for d in known)
+        if directive not in _DIRECTIVES:
+            supported = " ".join(f"%{d}" for d in _DIRECTIVES)
             raise ValueError(f"format {text!r}: %{directive} is not supported (use {supported} and %%)")
         if directive in parts:
             raise ValueError(f"format {text!r}: %{directive} appears twice")
         parts.add(directive)
-        regex.append(known[directive])
+        regex.append(_DIRECTIVES[directive])
     missing = [
         what
         for what, options in (("the year (%Y or %y)", "Yy"), ("the month (%m, %b or %B)", "mbB"), ("the day (%d)", "d"))

@@ -104,8 +104,8 @@ def _parse_timestamps(value: pa.Array) -> pa.Array:
 def _parse_formatted(value: pa.Array, fmt: DateFormat, column_type: str) -> pa.Array:
     """Text in layout `fmt` to dates or UTC timestamps; values off the layout or the calendar become null."""
     none = pa.scalar(None, pa.string())
-    value = pc.if_else(pc.match_substring_regex(value, fmt.regex), value, none)
     matched = pc.extract_regex(value, fmt.regex)  # null where the layout does not match
+    value = pc.if_else(pc.is_valid(matched), value, none)
     parts = dict(zip((f.name for f in matched.type), matched.flatten(), strict=True))  # nulls carried down
     number = {
         name: np.asarray(pc.cast(parts[name], pa.int32()).fill_null(0).to_numpy(zero_copy_only=False))

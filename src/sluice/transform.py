@@ -441,7 +441,7 @@ def convert(
         contract, run_id=run_id, source_name=source_name, staging_dir=staging_dir, observers=observers, options=opts
     )
     raw = None
-    if opts.header is None:  # a whole object (byte ranges are never compressed): gzip and bzip2 are read through
+    if opts.header is None:  # a whole object, maybe compressed (a byte range never is: it is never fanned out)
         source, raw, _ = open_source(source, source_name)
     blocks = Utf8Blocks(
         source,
