@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import _csv
 import csv
+import threading
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -41,6 +42,7 @@ from sluice.contracts import Dialect
 from sluice.errors import InputRejectedError
 
 CR, LF = 13, 10
+Bytes = bytes | bytearray  # the reader hands out its buffer's front as is (see CsvReader._take_front)
 _SUB_CHUNK = 1 << 20
 
 
@@ -124,7 +126,7 @@ Locator = Callable[[Sequence[int]], list[tuple[int, str]]]
 class Piece:
     """Record-aligned bytes of the stream, cut ahead of parsing (see :meth:`CsvReader.pieces`)."""
 
-    data: bytes
+    data: Bytes | bytearray
     first_line: int
     final: bool
     line_breaks: int
@@ -155,19 +157,41 @@ class Chunk:
         return self.locator(rows) if len(rows) else []
 
 
-def count_line_breaks(data: bytes) -> int:
-    """Line terminators (CR, LF or CRLF) in `data`."""
-    if data.find(b"\r") < 0:
-        return data.count(b"\n")
+_scratch = threading.local()
+_SCRATCH_LIMIT = 8 << 20
+
+
+def equal_bytes(data: Bytes | bytearray, byte: int) -> np.ndarray:
+    """Mask of the bytes of `data` equal to `byte`.
+
+    Written into a buffer of the calling thread, reused from call to call (fresh pages cost more
+    than the comparison here): valid until the thread's next call.
+    """
+    arr = np.frombuffer(data, dtype=np.uint8)
+    if len(arr) > _SCRATCH_LIMIT:
+        return np.asarray(arr == byte)
+    buf: np.ndarray | None = getattr(_scratch, "mask", None)
+    if buf is None or len(buf) < len(arr):
+        buf = np.empty(max(len(arr), 1 << 21), dtype=bool)
+        _scratch.mask = buf
+    out: np.ndarray = np.equal(arr, byte, out=buf[: len(arr)])
+    return out
+
+
+def count_line_breaks(data: Bytes | bytearray, *, scratch: bool = False) -> int:
+    """Line terminators (CR, LF or CRLF) in `data` (`scratch`: in the thread's buffer, see :func:`equal_bytes`)."""
+    if data.find(b"\r") < 0:  # memchr: the usual LF-only file costs one vectorised count
+        lf = equal_bytes(data, LF) if scratch else np.frombuffer(data, dtype=np.uint8) == LF
+        return int(np.count_nonzero(lf))
     return data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
 
 
-def _lines_in(data: bytes) -> int:
+def _lines_in(data: Bytes) -> int:
     n = count_line_breaks(data)
     return n + 1 if data and data[-1] not in (CR, LF) else n
 
 
-def line_spans(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+def line_spans(data: Bytes) -> tuple[np.ndarray, np.ndarray]:
     """Start and end (exclusive, terminator excluded) offsets of every physical line of `data`."""
     arr = np.frombuffer(data, dtype=np.uint8)
     lf = arr == LF
@@ -245,7 +269,7 @@ class CsvReader:
         self._chunk_size = chunk_size
         self._max_record = max_record_bytes
         self._use_threads = use_threads
-        self._pending = b""
+        self._pending: Bytes = b""
         self._eof = False
         self._offset = 0  # stream offset of _pending[0]
         self.line = first_line  # physical line number of _pending[0]
@@ -254,19 +278,32 @@ class CsvReader:
 
     # ------------------------------------------------------------------ stream plumbing
     def _fill(self, want: int) -> None:
-        parts = [self._pending]
-        have = len(self._pending)
-        while have < want and not self._eof:
+        """Read blocks until at least `want` bytes are pending (or the stream ends)."""
+        grown: bytearray | None = None
+        while len(self._pending) < want and not self._eof:
             block = next(self._blocks, b"")
             if not block:
                 self._eof = True
                 break
-            parts.append(block)
-            have += len(block)
-        if len(parts) > 1:
-            self._pending = b"".join(parts)
+            if grown is None:  # a bytearray, so that _take_front can hand its front over without a copy
+                grown = self._pending if isinstance(self._pending, bytearray) else bytearray(self._pending)
+                self._pending = grown
+            grown += block
 
-    def _take(self, size: int) -> bytes:
+    def _take_front(self, size: int) -> Bytes:
+        """Take the first `size` pending bytes: the buffer itself, cut short, when it is a bytearray."""
+        pending = self._pending
+        if size >= len(pending):
+            self._pending = b""
+        elif isinstance(pending, bytearray):
+            self._pending = pending[size:]  # the short rest is copied, the front stays where it is
+            del pending[size:]
+        else:
+            self._pending, pending = pending[size:], pending[:size]
+        self._offset += size
+        return pending
+
+    def _take(self, size: int) -> Bytes:
         data = self._pending[:size]
         self._drop(size)
         return data
@@ -279,7 +316,7 @@ class CsvReader:
         return f"{self._src} line {line}"
 
     # ------------------------------------------------------------------ header
-    def _next_line(self) -> bytes | None:
+    def _next_line(self) -> Bytes | None:
         """Take one physical line (with its terminator), reading more as needed."""
         while True:
             cut = _first_break_end(self._pending, self._eof)
@@ -297,7 +334,7 @@ class CsvReader:
                 )
             self._fill(len(self._pending) + self._chunk_size)
 
-    def _decode_header(self, raw: bytes, line: int, offset: int) -> str:
+    def _decode_header(self, raw: Bytes, line: int, offset: int) -> str:
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -424,12 +461,11 @@ class CsvReader:
                 return
             cut = self._next_cut(0)
             final = self._eof and cut == len(self._pending)
-            data = self._pending if cut == len(self._pending) else self._pending[:cut]
-            breaks = count_line_breaks(data)
+            data = self._take_front(cut)
+            breaks = count_line_breaks(data, scratch=True)
             piece = Piece(data, self.line, final, breaks)
             self.line += breaks
             del data
-            self._drop(cut)
             yield piece
 
     def parse_piece(self, piece: Piece, names: Sequence[str]) -> tuple[Chunk, int]:
@@ -443,7 +479,7 @@ class CsvReader:
             raise AssertionError(f"{self._where(piece.first_line)}: piece parsed only in part")
         return chunk, used
 
-    def unread(self, data: bytes, line: int) -> None:
+    def unread(self, data: Bytes, line: int) -> None:
         """Put bytes cut ahead by :meth:`pieces` back in front of the stream; `line` is where they start."""
         self._pending = data + self._pending
         self._offset -= len(data)
@@ -467,7 +503,7 @@ class CsvReader:
                 )
             self._fill(len(self._pending) + self._chunk_size)
 
-    def _cut_point(self, buf: bytes, eof: bool) -> int:
+    def _cut_point(self, buf: Bytes, eof: bool) -> int:
         """End of the last complete record candidate in `buf` (0: none yet)."""
         if eof:
             return len(buf)
@@ -485,7 +521,7 @@ class CsvReader:
         return cut
 
     def _parse(
-        self, data: bytes, names: list[str], first_line: int, final: bool, breaks: int | None = None
+        self, data: Bytes, names: list[str], first_line: int, final: bool, breaks: int | None = None
     ) -> tuple[Chunk, int]:
         fast = self._parse_fast(data, names, first_line, final, breaks)
         if fast is not None:
@@ -511,7 +547,7 @@ class CsvReader:
         return _concat(parts, names, first_line), len(data)
 
     # ------------------------------------------------------------------ fast path
-    def _arrow_parse(self, data: bytes, names: list[str]) -> tuple[pa.Table, list[tuple[int, int]]] | None:
+    def _arrow_parse(self, data: Bytes, names: list[str]) -> tuple[pa.Table, list[tuple[int, int]]] | None:
         """String columns of `data`, and the records pyarrow skipped: (record number from 1, field count).
 
         None when pyarrow refuses the chunk (invalid UTF-8, ...) or, with line breaks in
@@ -545,7 +581,7 @@ class CsvReader:
                     column_types=dict.fromkeys(names, pa.string()),
                     strings_can_be_null=False,
                     quoted_strings_can_be_null=False,
-                    check_utf8=True,
+                    check_utf8=not data.isascii(),  # ASCII is valid UTF-8: skip the check
                 ),
             )
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -554,7 +590,7 @@ class CsvReader:
             return None
         return table, invalid
 
-    def _quote_anomaly(self, data: bytes) -> bool:
+    def _quote_anomaly(self, data: Bytes) -> bool:
         """Whether the quoting of `data` (starting at a record boundary) needs the precise parser.
 
         The parity of the quotes before each quote says whether it opens a field (even) or closes
@@ -573,7 +609,7 @@ class CsvReader:
             return False
         arr = np.frombuffer(data, dtype=np.uint8)
         qb, d, n = ord(q), ord(self.fmt.delimiter), len(arr)
-        pos = np.flatnonzero(arr == qb)
+        pos = np.flatnonzero(equal_bytes(data, qb))
         if esc_b:
             if data.count(esc_b) != data.count(esc_b + q.encode()):
                 return True  # escapes of anything but a quote: leave them to the precise parser
@@ -591,7 +627,7 @@ class CsvReader:
         return bool(np.any(np.where(opening, ~ok_open, ~ok_close)))
 
     def _parse_fast(
-        self, data: bytes, names: list[str], first_line: int, final: bool, breaks: int | None = None
+        self, data: Bytes, names: list[str], first_line: int, final: bool, breaks: int | None = None
     ) -> Chunk | None:
         """Parse `data` with pyarrow; None when the slow path must decide."""
         ncols = len(names)
@@ -611,7 +647,7 @@ class CsvReader:
             return None
         return Chunk(table, [], multi_blank, first_line, self._slow_locator(data, names, first_line), breaks)
 
-    def _multiline_blanks(self, table: pa.Table, data: bytes, nlines: int, final: bool) -> int | None:
+    def _multiline_blanks(self, table: pa.Table, data: Bytes, nlines: int, final: bool) -> int | None:
         """Blank lines of a chunk parsed with line breaks in values; None when the cut looks wrong."""
         rows = table.num_rows
         if (
@@ -625,7 +661,7 @@ class CsvReader:
         blank = nlines - rows - _embedded_breaks(table)
         return blank if blank >= 0 else None
 
-    def _slow_locator(self, data: bytes, names: list[str], first_line: int) -> Locator:
+    def _slow_locator(self, data: Bytes, names: list[str], first_line: int) -> Locator:
         def locate(rows: Sequence[int]) -> list[tuple[int, str]]:
             chunk, _ = self._parse_slow(data, names, first_line, True)
             if chunk.bad or chunk.table.num_rows == 0:
@@ -638,7 +674,7 @@ class CsvReader:
         return locate
 
     # ------------------------------------------------------------------ slow path
-    def _parse_slow(self, data: bytes, names: list[str], first_line: int, final: bool) -> tuple[Chunk, int]:
+    def _parse_slow(self, data: Bytes, names: list[str], first_line: int, final: bool) -> tuple[Chunk, int]:
         """Parse `data` with Python csv (strict), record by record.
 
         Returns the chunk and how many bytes of `data` it used: less than ``len(data)`` when
@@ -657,16 +693,16 @@ class CsvReader:
 class _SlowParse:
     """One run of the precise path over a chunk (see :meth:`CsvReader._parse_slow`)."""
 
-    def __init__(self, owner: CsvReader, data: bytes, names: list[str], first_line: int, final: bool) -> None:
+    def __init__(self, owner: CsvReader, data: Bytes, names: list[str], first_line: int, final: bool) -> None:
         self.owner = owner
         self.fmt = owner.fmt
         self.data = data
         self.names = names
         self.first_line = first_line
         self.final = final
-        self.raw = data.splitlines(keepends=True)
+        self.raw: list[Bytes] = list(data.splitlines(keepends=True))
         self.texts: list[str] = []
-        self.bad_bytes: dict[int, bytes] = {}
+        self.bad_bytes: dict[int, Bytes] = {}
         for i, line in enumerate(self.raw):
             try:
                 self.texts.append(line.decode("utf-8"))
@@ -792,12 +828,12 @@ class _SlowParse:
                 self.columns = [[] for _ in self.names]
 
 
-def _only_line_breaks(data: bytes) -> bool:
+def _only_line_breaks(data: Bytes) -> bool:
     """Whether `data` is nothing but CR and LF (checked without copying it in the usual case)."""
     return data[:1] in (b"\r", b"\n", b"") and not data.strip(b"\r\n")
 
 
-def _first_break_end(buf: bytes, eof: bool) -> int:
+def _first_break_end(buf: Bytes, eof: bool) -> int:
     """End (exclusive) of the first line terminator in `buf`; 0 when there is none (yet)."""
     lf, cr = buf.find(b"\n"), buf.find(b"\r")
     if lf < 0 and cr < 0:
@@ -809,7 +845,7 @@ def _first_break_end(buf: bytes, eof: bool) -> int:
     return cr + 1 if eof else 0
 
 
-def _last_break_end(buf: bytes, limit: int) -> int:
+def _last_break_end(buf: Bytes, limit: int) -> int:
     """End (exclusive) of the last complete line terminator in ``buf[:limit]``; 0 when none.
 
     A CR that is the last byte of `buf` may be the first half of a CRLF, so it does not count.
@@ -828,12 +864,12 @@ def _last_break_end(buf: bytes, limit: int) -> int:
     return 0
 
 
-def _blank_mask(data: bytes) -> np.ndarray:
+def _blank_mask(data: Bytes) -> np.ndarray:
     starts, stops = line_spans(data)
     return np.asarray(starts == stops)
 
 
-def _record_lines(data: bytes, ncols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _record_lines(data: Bytes, ncols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Start, stop and line index of every record of `data` when each record is one line."""
     starts, stops = line_spans(data)
     line_no = np.arange(len(starts))
@@ -843,11 +879,11 @@ def _record_lines(data: bytes, ncols: int) -> tuple[np.ndarray, np.ndarray, np.n
     return starts, stops, line_no
 
 
-def _line_text(data: bytes, start: int, stop: int) -> str:
+def _line_text(data: Bytes, start: int, stop: int) -> str:
     return printable(data[start:stop].decode("utf-8", "surrogateescape"))
 
 
-def _line_locator(data: bytes, first_line: int, ncols: int, skipped: np.ndarray | None = None) -> Locator:
+def _line_locator(data: Bytes, first_line: int, ncols: int, skipped: np.ndarray | None = None) -> Locator:
     """Locate table rows when each record is one line (`skipped`: record indexes not in the table)."""
 
     def locate(rows: Sequence[int]) -> list[tuple[int, str]]:
@@ -864,7 +900,7 @@ def _line_locator(data: bytes, first_line: int, ncols: int, skipped: np.ndarray 
 def _single_line_chunk(
     table: pa.Table,
     invalid: list[tuple[int, int]],
-    data: bytes,
+    data: Bytes,
     first_line: int,
     *,
     ncols: int,

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 from sluice.contracts import Column, Contract, Dialect
 from sluice.dateformats import MONTHS, DateFormat, compile_format
 from sluice.errors import ContractError
+from sluice.patterns import compile_fixed, fixed_width_bytes, numbered
 
 _INT = r"^-?[0-9]+$"
 _FLOAT = r"(?i)^[+-]?(([0-9]+(\.[0-9]*)?|\.[0-9]+)(e[+-]?[0-9]+)?|inf|infinity|nan)$"
@@ -58,6 +59,11 @@ def arrow_type(column_type: str) -> pa.DataType:
 def contract_schema(contract: Contract) -> pa.Schema:
     """Arrow schema of the contract's columns, in contract order."""
     return pa.schema([pa.field(c.name, arrow_type(c.type)) for c in contract.columns])
+
+
+def one_array(column: pa.ChunkedArray) -> pa.Array:
+    """The values of `column` as one array: its only chunk as is (``combine_chunks`` would copy it)."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
 # ---------------------------------------------------------------------------- parsing values
@@ -147,10 +153,9 @@ def parse_values(value: pa.Array, column_type: str, dialect: Dialect, fmt: str |
         value = _with_decimal_point(value, dialect.decimal_point)
     if column_type == "string":
         return value
-    if column_type == "bool":
-        true = pc.is_in(value, value_set=pa.array(dialect.true_values, pa.string()))
-        false = pc.is_in(value, value_set=pa.array(dialect.false_values, pa.string()))
-        return pc.if_else(true, True, pc.if_else(false, False, pa.scalar(None, pa.bool_())))
+    if column_type == "bool":  # one lookup: a true token's index is below the first false one's
+        tokens = pa.array([*dialect.true_values, *dialect.false_values], pa.string())
+        return pc.less(pc.index_in(value, value_set=tokens), len(dialect.true_values))
     if column_type == "timestamp":
         return _parse_timestamps(value)
     shape = {"int64": _INT, "float64": _FLOAT, "date": _DATE}.get(column_type, _DECIMAL)
@@ -441,6 +446,19 @@ def numbered_keys(arr: pa.Array, prefix: str) -> tuple[np.ndarray, np.ndarray]:
     ``O-042`` and ``O-42`` apart, and the top bit keeps these keys apart from the exact keys of
     :func:`_text_keys` (ASCII of at most 8 bytes, little-endian: top bit clear).
     """
+    matrix = fixed_width_bytes(arr)
+    head = prefix.encode()
+    if matrix is not None and 1 <= matrix.shape[1] - len(head) <= 17:  # one width: the digits from the bytes
+        width = matrix.shape[1] - len(head)
+        fits = numbered(head, width).matches(matrix)
+        rows = np.flatnonzero(fits) if not fits.all() else np.arange(len(arr))
+        digits = matrix[rows, len(head) :] if len(rows) < len(arr) else matrix[:, len(head) :]
+        number = np.zeros(len(rows), dtype=np.uint64)
+        for j in range(width):
+            number *= np.uint64(10)
+            number += digits[:, j]
+            number -= np.uint64(ord("0"))
+        return rows, number | (np.uint64(width) << np.uint64(57)) | _PREFIXED
     ok = pc.match_substring_regex(arr, f"^{re.escape(prefix)}[0-9]{{1,17}}$")
     rows = np.flatnonzero(_mask(ok))
     if not len(rows):
@@ -556,7 +574,7 @@ class _Check:
     reason: str
 
 
-Mask = Callable[[pa.Array, pa.Array], pa.Array]
+Mask = Callable[[pa.Array, pa.Array], pa.Array | np.ndarray]
 
 
 @dataclass
@@ -601,10 +619,13 @@ class Validator:
 
     """
 
-    def __init__(self, contract: Contract) -> None:
+    def __init__(self, contract: Contract, *, compact: bool = False) -> None:
         self.contract = contract
         self.schema = contract_schema(contract)
         self._dialect = contract.dialect
+        # text columns share the parsed batch's memory; rows that wait long (a partitioned
+        # writer's buffer) are better copied out, so the rest of the batch is freed at once
+        self._compact = compact
         self._seen = {c.name: SeenValues() for c in contract.columns if c.unique}
         self._key_makers = {c.name: KeyMaker() for c in contract.columns if c.unique}
         self._indirect: set[str] = set()
@@ -662,7 +683,8 @@ class Validator:
         n = strings.num_rows
         out = Checked(first=np.full(n, -1, dtype=np.int32))
         for col, checks in self._checks:
-            raw = strings.column(col.name).combine_chunks()
+            raw = strings.column(col.name)
+            raw = raw.combine_chunks() if self._compact and col.type == "string" else one_array(raw)
             out.raws.append(raw)  # the text as written, for the quarantine
             text = pc.utf8_trim(raw, characters=" \t") if self._dialect.trim_spaces else raw
             value, typed = self._parse(col, text)
@@ -768,7 +790,12 @@ def _pattern_mask(pattern: str) -> Mask:
 
         return slow
 
-    def fast(_typed: pa.Array, value: pa.Array) -> pa.Array:
+    fixed = compile_fixed(pattern)
+
+    def fast(_typed: pa.Array, value: pa.Array) -> pa.Array | np.ndarray:
+        matrix = fixed_width_bytes(value) if fixed is not None else None
+        if fixed is not None and matrix is not None:  # ids of one width: compare the bytes, no regex
+            return ~fixed.matches(matrix)
         return pc.invert(pc.match_substring_regex(value, pattern))
 
     return fast

@@ -252,7 +252,7 @@ class _Run:
         self.staging_dir = staging_dir
         self.observers = observers
         self.options = options
-        self.validator = Validator(contract)
+        self.validator = Validator(contract, compact=bool(contract.partition))
         self.base_schema = contract_schema(contract)
         self.partition_fields = [pa.field(p.name, partition_type(p, contract)[0]) for p in contract.partition]
         self.hook: HookRunner | None = None

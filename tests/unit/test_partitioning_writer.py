@@ -140,6 +140,60 @@ def test_spill_runs_give_one_file_per_partition_with_rows_in_input_order(tmp_pat
         assert pq.read_table(file.path).column("p").to_pylist() == [f"p={p}"] * len(expected[p])
 
 
+@pytest.mark.parametrize(("threads", "compression"), [(1, "lz4"), (2, None)])
+def test_spilled_decimals_come_back_exact(tmp_path, threads, compression):
+    """Decimals spill as their unscaled int64 (up to 18 digits) and are widened again: nulls, signs, bounds."""
+    from decimal import Decimal
+
+    schema = pa.schema(
+        [("n", pa.int64()), ("d", pa.decimal128(18, 2)), ("w", pa.decimal128(38, 4)), ("p", pa.string())]
+    )
+    rng = random.Random(7)
+    extremes = [Decimal("9999999999999999.99"), Decimal("-9999999999999999.99"), Decimal("0.00"), Decimal("-0.01")]
+    rows = []
+    for n in range(3000):
+        d = None if n % 11 == 0 else extremes[n % 4] if n % 7 == 0 else Decimal(rng.randint(-(10**9), 10**9)) / 100
+        w = None if n % 13 == 0 else Decimal(rng.randint(-(10**30), 10**30)) / 10**4
+        rows.append((n, d, w, f"p={rng.randrange(17)}"))
+    writer = PartitionedWriter(
+        tmp_path,
+        dataset="d",
+        run_id="r",
+        schema=schema,
+        options=WriterOptions(
+            buffer_bytes=16 << 10, max_open_writers=2, encode_threads=threads, spill_compression=compression
+        ),
+    )
+    for start in range(0, len(rows), 89):
+        part = rows[start : start + 89]
+        table = pa.table({name: [r[i] for r in part] for i, name in enumerate(schema.names)}, schema=schema)
+        writer.write(table.slice(0), table.column("p"))  # a slice: offsets into the buffers must survive
+    files = writer.close()
+    assert len(files) == 17
+    back = pa.concat_tables(pq.read_table(f.path) for f in files).sort_by("n")
+    assert back.schema.field("d").type == pa.decimal128(18, 2) and back.schema.field("w").type == pa.decimal128(38, 4)
+    assert [tuple(r.values()) for r in back.to_pylist()] == rows
+
+
+def test_narrow_decimals_round_trip():
+    from decimal import Decimal
+
+    from sluice.partitioning import _narrow_decimals, _widen_decimals
+
+    values = [Decimal("-9999999999999999.99"), None, Decimal("-0.01"), Decimal("0.00"), Decimal("12.34"), None]
+    table = pa.table(
+        {
+            "d": pa.array(values, pa.decimal128(18, 2)),
+            "w": pa.array(values, pa.decimal128(38, 2)),
+            "s": [str(v) for v in values],
+        }
+    ).slice(1)
+    narrow = _narrow_decimals(table)
+    assert narrow.schema.types == [pa.int64(), pa.decimal128(38, 2), pa.string()]
+    assert narrow.column("d").to_pylist() == [None, -1, 0, 1234, None]
+    assert _widen_decimals(narrow, table.schema).equals(table)
+
+
 def test_partitions_that_fill_row_groups_are_written_directly(tmp_path):
     assignment = [n // 700 for n in range(7000)]  # sorted input: one partition after the other
     seen_spill: list[bool] = []
