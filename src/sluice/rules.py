@@ -162,6 +162,16 @@ def parse_values(value: pa.Array, column_type: str, dialect: Dialect, fmt: str |
     return _cast_checked(value, to, shape)
 
 
+def _with_nulls(raw: pa.Array, rows: np.ndarray) -> pa.Array:
+    """`raw` (no nulls) with `rows` null: a validity bitmap over the same buffers, no copy of the text."""
+    valid = np.ones(raw.offset + len(raw), dtype=bool)
+    valid[raw.offset + rows] = False
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.Array.from_buffers(
+        raw.type, len(raw), [bitmap, *raw.buffers()[1:]], null_count=len(rows), offset=raw.offset
+    )
+
+
 def apply_nulls(raw: pa.Array, null_values: Sequence[str]) -> pa.Array:
     """`raw` with the null tokens turned into nulls."""
     if not null_values or len(raw) == 0:
@@ -173,6 +183,8 @@ def apply_nulls(raw: pa.Array, null_values: Sequence[str]) -> pa.Array:
     hit = pc.is_in(raw, value_set=pa.array(list(null_values), pa.string()))
     if not pc.any(hit).as_py():
         return raw
+    if raw.null_count == 0 and pa.types.is_string(raw.type):
+        return _with_nulls(raw, np.flatnonzero(_mask(hit)))
     return pc.if_else(hit, pa.scalar(None, pa.string()), raw)
 
 

@@ -6,6 +6,8 @@ from decimal import Decimal
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sluice.contracts import Dialect
 from sluice.errors import ContractError
@@ -229,3 +231,18 @@ def test_numbered_ids_are_exact_and_take_almost_no_memory_when_sequential():
     again = ["O-0000000042", "O-42", "O-042", "O-0000199999", "O-0000200000", "O-0000200000", "P-0000000001"]
     _, rejects = v.validate(pa.table({"id": pa.array(again)}))
     assert [again[r] for r in rejects.rows.tolist()] == ["O-0000000042", "O-0000199999", "O-0000200000"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(["", "NA", "N/A", "NULL", "null", "Na", "NL", "N", "x", "na", "NAB", "é", " NA"]), max_size=40),
+    st.integers(0, 5),
+    st.lists(st.sampled_from(["", "NA", "N/A", "NULL", "null", "-", "é"]), max_size=4),
+)
+def test_null_tokens_are_found_by_the_byte_filter_as_by_a_lookup(values, start, tokens):
+    raw = pa.array(["pad"] * start + values, pa.string()).slice(start)  # an offset into the buffers
+    want = [None if v in tokens else v for v in values]
+    got = apply_nulls(raw, tuple(tokens))
+    got.validate(full=True)
+    assert got.to_pylist() == want
+    assert got.null_count == sum(v is None for v in want)
