@@ -67,7 +67,8 @@ ENGINES = {
     "polars": Engine("polars", "polars_peer.py"),
     "duckdb": Engine("duckdb", "duckdb_peer.py"),
     "pandas": Engine("pandas", "pandas_peer.py"),
-    "pyarrow": Engine("pyarrow", "pyarrow_peer.py"),  # the library under sluice, no validation: the floor
+    "pyarrow": Engine("pyarrow", "pyarrow_peer.py"),  # the library under sluice, as write_dataset runs it
+    "floor": Engine("floor", "floor_peer.py", CONTRACT),  # pyarrow parse + sluice's writer, no validation
 }
 
 
@@ -425,6 +426,18 @@ def evaluate(by_size: dict[str, list[Measurement]], import_result: dict[str, Any
         if s2 and dd2 and s2.ok and dd2.ok:
             r = s2.mib_s / dd2.mib_s
             targets.append(Target(f"{size}: throughput >= 1.5x DuckDB (2 CPUs)", _verdict(r >= 1.5), f"{r:.2f}x{note}"))
+        for cpus in (2, 1):
+            fl, pl, sl = _find(ms, "floor", cpus), _find(ms, "polars", cpus), _find(ms, "sluice", cpus)
+            if fl and pl and fl.ok and pl.ok:
+                of_sluice = f"; sluice runs at {sl.mib_s / fl.mib_s:.2f}x the floor" if sl and sl.ok else ""
+                targets.append(
+                    Target(
+                        f"{size}: pyarrow floor vs polars ({cpus} CPU; parse + encode only, not a target)",
+                        "info",
+                        f"{fl.mib_s / pl.mib_s:.2f}x: no engine on pyarrow's parser and encoder gets past this"
+                        f"{of_sluice}",
+                    )
+                )
         sluices = [m for m in ms if m.engine.startswith("sluice") and m.ok]
         if sluices:
             worst = max(sluices, key=lambda m: m.rss_mib)
@@ -585,7 +598,7 @@ def report(size: str, manifest: Manifest, ms: Sequence[Measurement], types: str)
     for m in ms:
         if not m.engine.startswith("sluice") or "-bad" in m.dataset or not m.ok:
             continue
-        for peer in ("polars", "duckdb", "pandas", "pyarrow"):
+        for peer in ("polars", "duckdb", "pandas", "pyarrow", "floor"):
             p = _find(ms, peer, m.cpus)
             if p is None or not p.ok:
                 continue
