@@ -721,7 +721,7 @@ class PartitionedWriter:
             file.writer = pq.ParquetWriter(file.path, self.schema, **self._props)
         file.writer.write_table(table, row_group_size=table.num_rows)
         if last:
-            file.writer.close()
+            _close_writer(file)
 
     def _close_files(self, part: _Part) -> None:
         for file in part.files:
@@ -858,7 +858,8 @@ class PartitionedWriter:
                 file = self._new_file(part)
                 file.open = False  # its task closes it
                 self._open -= 1
-                cost = min(self._opts.row_group_bytes, part.spilled_bytes + (rest[1] if rest else 0.0))
+                # a task holds up to a row group read back and its widened copy
+                cost = 2 * min(self._opts.row_group_bytes, part.spilled_bytes + (rest[1] if rest else 0.0))
                 future = self._submit(file, partial(self._write_spilled, part, file, rest), cost)
                 if future is not None:
                     self._closing.append(future)
@@ -905,5 +906,7 @@ class PartitionedWriter:
 
 
 def _close_writer(file: _File) -> None:
+    """Close the file's writer and let it go: a closed pyarrow ParquetWriter still holds ~0.6 MB."""
     if file.writer is not None:
         file.writer.close()
+        file.writer = None

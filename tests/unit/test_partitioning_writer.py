@@ -355,3 +355,21 @@ def test_a_failure_at_close_aborts(tmp_path, monkeypatch):
 def test_empty_batches_and_no_rows_write_nothing(tmp_path):
     assert _write(tmp_path, [(_table([]), None)], encode_threads=2) == []
     assert not list(tmp_path.rglob("*.parquet"))
+
+
+def test_finished_files_hold_no_memory(tmp_path):
+    """A closed pyarrow ParquetWriter keeps ~2 bytes per row it wrote: finished files must let theirs go."""
+    before = pa.total_allocated_bytes()
+    writer = PartitionedWriter(
+        tmp_path,
+        dataset="d",
+        run_id="r",
+        schema=SCHEMA,
+        options=WriterOptions(buffer_bytes=1 << 20, max_open_writers=4),
+    )
+    for table, paths in _partitioned([n % 40 for n in range(600_000)], 20_000):
+        writer.write(table, paths)
+    del table, paths
+    files = writer.close()
+    assert len(files) == 40
+    assert pa.total_allocated_bytes() - before < 16 << 10  # the writer object is still alive here

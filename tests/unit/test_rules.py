@@ -235,7 +235,9 @@ def test_numbered_ids_are_exact_and_take_almost_no_memory_when_sequential():
 
 @settings(max_examples=300, deadline=None)
 @given(
-    st.lists(st.sampled_from(["", "NA", "N/A", "NULL", "null", "Na", "NL", "N", "x", "na", "NAB", "é", " NA"]), max_size=40),
+    st.lists(
+        st.sampled_from(["", "NA", "N/A", "NULL", "null", "Na", "NL", "N", "x", "na", "NAB", "é", " NA"]), max_size=40
+    ),
     st.integers(0, 5),
     st.lists(st.sampled_from(["", "NA", "N/A", "NULL", "null", "-", "é"]), max_size=4),
 )
