@@ -95,8 +95,8 @@ class ConvertOptions:
     Working memory is roughly (2 x ``threads`` + 2) x 4 x ``block_size`` (chunks being parsed
     and checked) + ``buffer_bytes`` (rows waiting for their row group) + ``threads`` x
     ``row_group_bytes`` (row groups being encoded) + 8 bytes per distinct value of each
-    ``unique`` column (twice that while its index merges), on top of ~190 MB for Python,
-    pyarrow and pandas.
+    ``unique`` column (twice that while its index merges), on top of ~85 MB for Python and
+    pyarrow once imported (pandas only with a contract hook) and ~30-50 MB the allocators keep.
 
     ``header`` and ``first_line`` convert a byte range: `source` then starts at a record boundary
     on physical line ``first_line``, has no header of its own, and ``header`` is the file's
