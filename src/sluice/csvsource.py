@@ -193,6 +193,14 @@ def _lines_in(data: Bytes) -> int:
 
 def line_spans(data: Bytes) -> tuple[np.ndarray, np.ndarray]:
     """Start and end (exclusive, terminator excluded) offsets of every physical line of `data`."""
+    if data.find(b"\r") < 0:  # LF only: the line ends are where the LFs are
+        stops = np.flatnonzero(equal_bytes(data, LF))
+        starts = np.empty(len(stops) + 1, dtype=np.int64)
+        starts[0] = 0
+        starts[1:] = stops + 1
+        if starts[-1] < len(data):
+            return starts, np.append(stops, len(data))
+        return starts[:-1], stops
     arr = np.frombuffer(data, dtype=np.uint8)
     lf = arr == LF
     cr = arr == CR
@@ -883,11 +891,20 @@ def _line_text(data: Bytes, start: int, stop: int) -> str:
     return printable(data[start:stop].decode("utf-8", "surrogateescape"))
 
 
-def _line_locator(data: Bytes, first_line: int, ncols: int, skipped: np.ndarray | None = None) -> Locator:
-    """Locate table rows when each record is one line (`skipped`: record indexes not in the table)."""
+def _line_locator(
+    data: Bytes,
+    first_line: int,
+    ncols: int,
+    skipped: np.ndarray | None = None,
+    lines: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> Locator:
+    """Locate table rows when each record is one line.
+
+    `skipped`: record indexes not in the table; `lines`: :func:`_record_lines` of `data`, if known.
+    """
 
     def locate(rows: Sequence[int]) -> list[tuple[int, str]]:
-        starts, stops, line_no = _record_lines(data, ncols)
+        starts, stops, line_no = lines if lines is not None else _record_lines(data, ncols)
         if skipped is not None and len(skipped):
             kept = np.ones(len(starts), dtype=bool)
             kept[skipped] = False
@@ -931,7 +948,8 @@ def _single_line_chunk(
         )
         for k, (_, fields) in zip(skipped.tolist(), invalid, strict=True)
     ]
-    return Chunk(table, bad, blank, first_line, _line_locator(data, first_line, ncols, skipped), breaks)
+    locator = _line_locator(data, first_line, ncols, skipped, (starts, stops, line_no))
+    return Chunk(table, bad, blank, first_line, locator, breaks)
 
 
 def _empty(names: Sequence[str]) -> pa.Table:

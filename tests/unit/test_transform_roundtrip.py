@@ -154,3 +154,14 @@ def test_quotes_back_to_back_without_double_quote_get_the_precise_answer(tmp_pat
     contract = build_contract(["a", "b"], dialect=dialect)
     fast = _outcome(tmp_path, body, contract, 8, False, monkeypatch)
     assert fast == _outcome(tmp_path, body, contract, 8, True, monkeypatch)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["a", "bb", "", "\n", "\r", "\r\n", "\n\n", "x\r\ny"]), max_size=30))
+def test_line_spans_lf_only_and_mixed_agree_with_splitlines(parts):
+    from sluice.csvsource import line_spans
+
+    data = "".join(parts).encode()
+    starts, stops = line_spans(data)
+    lines = data.splitlines()
+    assert [data[a:b] for a, b in zip(starts.tolist(), stops.tolist(), strict=True)] == lines
