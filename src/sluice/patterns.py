@@ -43,6 +43,36 @@ def fixed_width_bytes(arr: pa.Array) -> np.ndarray | None:
     return np.frombuffer(data_buffer, dtype=np.uint8, count=n * width, offset=first).reshape(n, width)
 
 
+def rows_of_width(arr: pa.Array, width: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """The rows of `arr` whose value has `width` bytes (None: the commonest width), and their bytes.
+
+    Returns the row numbers (ascending) and an ``(len(rows), width)`` byte matrix: a view when
+    every row has that width (see :func:`fixed_width_bytes`), else a copy of just those rows.
+    Null rows never qualify. None unless `arr` is a string array with a value of at least one byte.
+    """
+    whole = fixed_width_bytes(arr)
+    if whole is not None and width in (None, whole.shape[1]):
+        return np.arange(len(arr)), whole
+    if len(arr) == 0 or not pa.types.is_string(arr.type) or arr.buffers()[1] is None:
+        return None
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=len(arr) + 1, offset=arr.offset * 4)
+    lengths = np.diff(offsets)
+    if arr.null_count:
+        lengths[np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool)] = 0
+    if width is None:
+        counts = np.bincount(lengths)
+        counts[0] = 0
+        width = int(counts.argmax())
+    if width <= 0:
+        return None
+    rows = np.flatnonzero(lengths == width)
+    if not len(rows):
+        return rows, np.zeros((0, width), dtype=np.uint8)
+    matrix = fixed_width_bytes(arr.take(pa.array(rows)))
+    assert matrix is not None  # the rows taken all have `width` bytes
+    return rows, matrix
+
+
 class FixedPattern:
     """An anchored pattern that only matches values of `width` bytes, each position from one byte class.
 

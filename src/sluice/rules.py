@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from sluice.contracts import Column, Contract, Dialect
 from sluice.dateformats import MONTHS, DateFormat, compile_format
 from sluice.errors import ContractError
-from sluice.patterns import compile_fixed, fixed_width_bytes, numbered
+from sluice.patterns import compile_fixed, numbered, rows_of_width
 
 _INT = r"^-?[0-9]+$"
 _FLOAT = r"(?i)^[+-]?(([0-9]+(\.[0-9]*)?|\.[0-9]+)(e[+-]?[0-9]+)?|inf|infinity|nan)$"
@@ -458,19 +458,32 @@ def numbered_keys(arr: pa.Array, prefix: str) -> tuple[np.ndarray, np.ndarray]:
     ``O-042`` and ``O-42`` apart, and the top bit keeps these keys apart from the exact keys of
     :func:`_text_keys` (ASCII of at most 8 bytes, little-endian: top bit clear).
     """
-    matrix = fixed_width_bytes(arr)
     head = prefix.encode()
-    if matrix is not None and 1 <= matrix.shape[1] - len(head) <= 17:  # one width: the digits from the bytes
+    found = rows_of_width(arr)
+    if found is not None and 1 <= found[1].shape[1] - len(head) <= 17:  # the commonest width: digits from the bytes
+        same, matrix = found
         width = matrix.shape[1] - len(head)
         fits = numbered(head, width).matches(matrix)
-        rows = np.flatnonzero(fits) if not fits.all() else np.arange(len(arr))
-        digits = matrix[rows, len(head) :] if len(rows) < len(arr) else matrix[:, len(head) :]
+        rows = same[fits] if not fits.all() else same
+        digits = matrix[fits, len(head) :] if len(rows) < len(same) else matrix[:, len(head) :]
         number = np.zeros(len(rows), dtype=np.uint64)
         for j in range(width):
             number *= np.uint64(10)
             number += digits[:, j]
             number -= np.uint64(ord("0"))
-        return rows, number | (np.uint64(width) << np.uint64(57)) | _PREFIXED
+        keys = number | (np.uint64(width) << np.uint64(57)) | _PREFIXED
+        if len(same) == len(arr):
+            return rows, keys
+        others = np.setdiff1d(np.arange(len(arr)), same, assume_unique=True)  # other widths: the regex way
+        more_rows, more_keys = _numbered_by_regex(arr.take(pa.array(others)), prefix)
+        rows, keys = np.concatenate((rows, others[more_rows])), np.concatenate((keys, more_keys))
+        order = np.argsort(rows, kind="stable")
+        return rows[order], keys[order]
+    return _numbered_by_regex(arr, prefix)
+
+
+def _numbered_by_regex(arr: pa.Array, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`numbered_keys` for values of any width, with a regular expression."""
     ok = pc.match_substring_regex(arr, f"^{re.escape(prefix)}[0-9]{{1,17}}$")
     rows = np.flatnonzero(_mask(ok))
     if not len(rows):
@@ -805,9 +818,14 @@ def _pattern_mask(pattern: str) -> Mask:
     fixed = compile_fixed(pattern)
 
     def fast(_typed: pa.Array, value: pa.Array) -> pa.Array | np.ndarray:
-        matrix = fixed_width_bytes(value) if fixed is not None else None
-        if fixed is not None and matrix is not None:  # ids of one width: compare the bytes, no regex
-            return ~fixed.matches(matrix)
-        return pc.invert(pc.match_substring_regex(value, pattern))
+        found = rows_of_width(value, fixed.width) if fixed is not None else None
+        if fixed is None or found is None:
+            return pc.invert(pc.match_substring_regex(value, pattern))
+        rows, matrix = found  # ids of one width: compare the bytes, no regex; other widths can't match
+        failed = np.ones(len(value), dtype=bool)
+        failed[rows] = ~fixed.matches(matrix)
+        if value.null_count:
+            failed &= np.asarray(value.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        return failed
 
     return fast

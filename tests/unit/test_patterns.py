@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sluice.patterns import compile_fixed, fixed_width_bytes
+from sluice.patterns import compile_fixed, fixed_width_bytes, rows_of_width
 from sluice.rules import numbered_keys
 
 # atoms of the subset, with the characters they may match (and some they must not)
@@ -61,10 +61,17 @@ def test_fixed_patterns_answer_like_re2(case):
     arr = pa.array(values, pa.string())
     expected = pc.match_substring_regex(arr, pattern).to_pylist()
     matrix = fixed_width_bytes(arr)
-    if matrix is None:  # mixed widths: the caller takes RE2
+    if matrix is not None:
+        assert fixed.matches(matrix).tolist() == expected
+    else:
         assert len({len(v.encode()) for v in values}) > 1
-        return
-    assert fixed.matches(matrix).tolist() == expected
+    found = rows_of_width(arr, fixed.width)  # mixed widths: the rows of the pattern's width, the rest can't match
+    assert found is not None
+    rows, of_width = found
+    got = [False] * len(values)
+    for row, ok in zip(rows.tolist(), fixed.matches(of_width).tolist(), strict=True):
+        got[row] = ok
+    assert got == expected
 
 
 @pytest.mark.parametrize(
@@ -143,3 +150,14 @@ def test_numbered_keys_take_the_byte_path_for_one_width(monkeypatch):
     rows, keys = numbered_keys(arr, "O-")
     assert rows.tolist() == [0, 1, 2, 3, 4]
     assert np.diff(keys).tolist() == [1, 1, 1, 1]
+
+
+def test_rows_of_width_picks_the_commonest_width_and_skips_nulls():
+    arr = pa.array(["zz", "abc", None, "de", "fgh", "ijk", ""]).slice(1)
+    rows, matrix = rows_of_width(arr)
+    assert rows.tolist() == [0, 3, 4]
+    assert [bytes(r) for r in matrix] == [b"abc", b"fgh", b"ijk"]
+    rows, matrix = rows_of_width(arr, 2)
+    assert rows.tolist() == [2] and bytes(matrix[0]) == b"de"
+    assert rows_of_width(pa.array(["", None])) is None
+    assert rows_of_width(pa.array([1, 2])) is None

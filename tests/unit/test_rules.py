@@ -248,3 +248,10 @@ def test_null_tokens_are_found_by_the_byte_filter_as_by_a_lookup(values, start, 
     got.validate(full=True)
     assert got.to_pylist() == want
     assert got.null_count == sum(v is None for v in want)
+
+
+def test_fixed_width_patterns_with_nulls_and_other_widths(make_contract):
+    values = ["AB-12", "", "AB-1", "ab-12", "AB-123", "AB-99", "NA", "ÄB-12"]
+    typed, rejected = check(make_contract, {"name": "c", "pattern": "^[A-Z]{2}-[0-9]{2}$"}, values)
+    assert rejected == {2: "c.pattern", 3: "c.pattern", 4: "c.pattern", 7: "c.pattern"}
+    assert typed == ["AB-12", None, "AB-99", None]
