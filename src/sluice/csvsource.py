@@ -126,7 +126,7 @@ Locator = Callable[[Sequence[int]], list[tuple[int, str]]]
 class Piece:
     """Record-aligned bytes of the stream, cut ahead of parsing (see :meth:`CsvReader.pieces`)."""
 
-    data: Bytes | bytearray
+    data: Bytes
     first_line: int
     final: bool
     line_breaks: int
@@ -161,7 +161,7 @@ _scratch = threading.local()
 _SCRATCH_LIMIT = 8 << 20
 
 
-def equal_bytes(data: Bytes | bytearray, byte: int) -> np.ndarray:
+def equal_bytes(data: Bytes, byte: int) -> np.ndarray:
     """Mask of the bytes of `data` equal to `byte`.
 
     Written into a buffer of the calling thread, reused from call to call (fresh pages cost more
@@ -178,11 +178,10 @@ def equal_bytes(data: Bytes | bytearray, byte: int) -> np.ndarray:
     return out
 
 
-def count_line_breaks(data: Bytes | bytearray, *, scratch: bool = False) -> int:
-    """Line terminators (CR, LF or CRLF) in `data` (`scratch`: in the thread's buffer, see :func:`equal_bytes`)."""
+def count_line_breaks(data: Bytes) -> int:
+    """Line terminators (CR, LF or CRLF) in `data`."""
     if data.find(b"\r") < 0:  # memchr: the usual LF-only file costs one vectorised count
-        lf = equal_bytes(data, LF) if scratch else np.frombuffer(data, dtype=np.uint8) == LF
-        return int(np.count_nonzero(lf))
+        return int(np.count_nonzero(equal_bytes(data, LF)))
     return data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
 
 
@@ -470,7 +469,7 @@ class CsvReader:
             cut = self._next_cut(0)
             final = self._eof and cut == len(self._pending)
             data = self._take_front(cut)
-            breaks = count_line_breaks(data, scratch=True)
+            breaks = count_line_breaks(data)
             piece = Piece(data, self.line, final, breaks)
             self.line += breaks
             del data

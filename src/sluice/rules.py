@@ -709,7 +709,8 @@ class Validator:
         out = Checked(first=np.full(n, -1, dtype=np.int32))
         for col, checks in self._checks:
             raw = strings.column(col.name)
-            raw = raw.combine_chunks() if self._compact and col.type == "string" else one_array(raw)
+            copy = self._compact and col.type == "string" and not self._dialect.trim_spaces  # trimming copies
+            raw = raw.combine_chunks() if copy else one_array(raw)
             out.raws.append(raw)  # the text as written, for the quarantine
             text = pc.utf8_trim(raw, characters=" \t") if self._dialect.trim_spaces else raw
             value, typed = self._parse(col, text)
