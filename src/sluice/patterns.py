@@ -5,7 +5,8 @@ string array whose values all have the same byte length is, without a copy, an `
 matrix of bytes (:func:`fixed_width_bytes`), and an anchored pattern made only of ASCII
 literals and byte classes with exact counts (``^O-[0-9]{10}$``) is then a few vectorised
 comparisons over its columns instead of a regular expression run per value
-(:func:`compile_fixed`). Patterns outside that subset, or arrays of mixed widths, take RE2.
+(:func:`compile_fixed`). In an array of mixed widths only the rows of the pattern's width are
+compared (:func:`rows_of_width`): the others cannot match. Patterns outside the subset take RE2.
 """
 
 from __future__ import annotations
