@@ -10,7 +10,6 @@ pyarrow can reach.
 
 from __future__ import annotations
 
-import os
 import sys
 
 import pyarrow as pa
@@ -20,6 +19,7 @@ from peer_io import Stopwatch, parse_args
 from sluice.contracts import load_contract
 from sluice.partitioning import PartitionedWriter, WriterOptions
 from sluice.rules import contract_schema
+from sluice.transform import ConvertOptions
 
 
 def main() -> int:
@@ -29,7 +29,7 @@ def main() -> int:
     clock = Stopwatch()
     contract = load_contract(args.contract)
     schema = contract_schema(contract)
-    threads = max(1, min(4, len(os.sched_getaffinity(0))))
+    threads = ConvertOptions().thread_count  # as many as sluice uses here
     reader = pacsv.open_csv(
         args.source,
         read_options=pacsv.ReadOptions(use_threads=threads > 1, block_size=2 << 20),

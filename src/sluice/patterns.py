@@ -24,24 +24,34 @@ _CLASS_ESCAPES = {
 }
 
 
+def _lengths(arr: pa.Array) -> tuple[np.ndarray, np.ndarray] | None:
+    """Offsets and byte lengths of a string array's values (None: not a string array with data)."""
+    if len(arr) == 0 or not pa.types.is_string(arr.type) or arr.buffers()[1] is None or arr.buffers()[2] is None:
+        return None
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=len(arr) + 1, offset=arr.offset * 4)
+    return offsets, np.diff(offsets)
+
+
+def _matrix(arr: pa.Array, offsets: np.ndarray, width: int) -> np.ndarray:
+    """The bytes of `arr`, whose values all have `width` bytes, as an ``(n, width)`` view."""
+    n = len(arr)
+    return np.frombuffer(arr.buffers()[2], dtype=np.uint8, count=n * width, offset=int(offsets[0])).reshape(n, width)
+
+
 def fixed_width_bytes(arr: pa.Array) -> np.ndarray | None:
     """The bytes of `arr` as an ``(n, width)`` uint8 matrix (a view, no copy).
 
     None unless `arr` is a non-empty string array without nulls whose values all have one
     byte length, at least 1.
     """
-    n = len(arr)
-    if n == 0 or arr.null_count or not pa.types.is_string(arr.type):
+    found = _lengths(arr) if not arr.null_count else None
+    if found is None:
         return None
-    offsets_buffer, data_buffer = arr.buffers()[1], arr.buffers()[2]
-    if offsets_buffer is None or data_buffer is None:
+    offsets, lengths = found
+    width = int(lengths[0])
+    if width == 0 or bool((lengths != width).any()):
         return None
-    offsets = np.frombuffer(offsets_buffer, dtype=np.int32, count=n + 1, offset=arr.offset * 4)
-    first = int(offsets[0])
-    width, rest = divmod(int(offsets[-1]) - first, n)
-    if rest or width == 0 or bool((np.diff(offsets) != width).any()):
-        return None
-    return np.frombuffer(data_buffer, dtype=np.uint8, count=n * width, offset=first).reshape(n, width)
+    return _matrix(arr, offsets, width)
 
 
 def rows_of_width(arr: pa.Array, width: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
@@ -51,13 +61,10 @@ def rows_of_width(arr: pa.Array, width: int | None = None) -> tuple[np.ndarray, 
     every row has that width (see :func:`fixed_width_bytes`), else a copy of just those rows.
     Null rows never qualify. None unless `arr` is a string array with a value of at least one byte.
     """
-    whole = fixed_width_bytes(arr)
-    if whole is not None and width in (None, whole.shape[1]):
-        return np.arange(len(arr)), whole
-    if len(arr) == 0 or not pa.types.is_string(arr.type) or arr.buffers()[1] is None:
+    found = _lengths(arr)
+    if found is None:
         return None
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=len(arr) + 1, offset=arr.offset * 4)
-    lengths = np.diff(offsets)
+    offsets, lengths = found
     if arr.null_count:
         lengths[np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool)] = 0
     if width is None:
@@ -66,7 +73,10 @@ def rows_of_width(arr: pa.Array, width: int | None = None) -> tuple[np.ndarray, 
         width = int(counts.argmax())
     if width <= 0:
         return None
-    rows = np.flatnonzero(lengths == width)
+    same = lengths == width
+    if same.all():
+        return np.arange(len(arr)), _matrix(arr, offsets, width)
+    rows = np.flatnonzero(same)
     if not len(rows):
         return rows, np.zeros((0, width), dtype=np.uint8)
     matrix = fixed_width_bytes(arr.take(pa.array(rows)))
