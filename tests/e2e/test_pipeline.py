@@ -129,3 +129,16 @@ def test_cleanup_tick_runs_the_scheduled_function(pipeline: Pipeline) -> None:
     assert result.function_error is None, result.payload
     assert result.payload["files_checked"] >= 1
     assert result.payload["orphans_deleted"] == []
+
+
+@pytest.mark.parametrize(
+    "key", ["orders/keys/a+b.csv", "orders/keys/pct%41.csv", "orders/keys/with space.csv", "orders/keys/zoë=1/../x.csv"]
+)
+def test_keys_load_exactly_as_uploaded(pipeline: Pipeline, key: str) -> None:
+    """Fails if the Start function decodes EventBridge keys (a+b.csv would run for "a b.csv" and 404)."""
+    small = b"\n".join(SAMPLE.split(b"\n")[:11]) + b"\n"
+    pipeline.upload(key, small)
+    pipeline.settle()
+    run = pipeline.run_of(key)
+    assert run["status"] == "SUCCEEDED", run
+    assert run["source"]["key"] == key and run["rows_in"] == 10
