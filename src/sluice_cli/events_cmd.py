@@ -18,7 +18,7 @@ from typing import Any
 
 from sluice.errors import SluiceError
 from sluice_cli.connection import Connection, project_root, running
-from sluice_cli.invoke_cmd import function_ids
+from sluice_cli.invoke_cmd import DEFAULT_EVENTS, function_ids
 from sluice_cli.seeding import placeholders, read_event
 
 ENV_FILE = "env.json"
@@ -144,5 +144,6 @@ def run(args: argparse.Namespace) -> int:
     written = render(deployment, lambda_client, root / "events", out)
     print(f"wrote {len(written) - 1} events and {ENV_FILE} ({len(deployment.functions)} functions) to {out}")
     print(f"from {deployment.source}; for example (needs Docker):")
-    print(f"  sam local invoke TransformFunction -e {out / 'transform.json'} --env-vars {out / ENV_FILE}")
+    event = out / Path(DEFAULT_EVENTS["ValidateFunction"]).name
+    print(f"  sam local invoke ValidateFunction -e {event} --env-vars {out / ENV_FILE}")
     return 0
