@@ -30,3 +30,15 @@ class RejectThresholdError(InputRejectedError):
 
 class TransientError(SluiceError):
     """A retryable failure of a dependency (throttling, timeouts)."""
+
+
+class CommitConflictError(TransientError):
+    """Another commit of the same raw key moved first; the commit retries on the new state."""
+
+
+class CommitBusyError(TransientError):
+    """Another run of the same raw key holds the key's commit lease; the commit retries after it."""
+
+
+class RunNotCommittableError(SluiceError):
+    """The run cannot commit any more (cleanup failed it as stuck, or it already failed)."""

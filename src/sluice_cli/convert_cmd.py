@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any, TextIO
 
 from sluice.contracts import Contract, load_contract
-from sluice.errors import RejectThresholdError, SluiceError
+from sluice.errors import SluiceError
 from sluice.infer import InferOptions, infer_contract
+from sluice.landing import LocalDir, land
 from sluice.payloads import SourceObject
 from sluice.runid import run_id_for
-from sluice.transform import ConvertOptions, Progress, convert, throttled
+from sluice.transform import ConvertOptions, Progress, throttled
 
 
 def register(subparsers: Any) -> None:
@@ -135,12 +134,6 @@ def local_run_id(contract: Contract, path: Path) -> str:
     return run_id_for(contract.dataset, source)
 
 
-def _move(src: Path, dest: Path) -> Path:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(src, dest)
-    return dest.resolve()
-
-
 def _convert(args: argparse.Namespace) -> int:
     try:
         contract = load_contract(args.contract)
@@ -153,41 +146,37 @@ def _convert(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _fail(f"{exc.filename or args.file}: {exc.strerror or exc}")
     sys.path.insert(0, str(args.contract.resolve().parent))  # hooks named by the contract may live next to it
-    staging = out / f".staging-{run_id}"
     qdir = out / "_quarantine" / contract.dataset / run_id
-    shutil.rmtree(staging, ignore_errors=True)
     try:
         options = ConvertOptions(block_size=max(1, args.block_size_mib) << 20, threads=max(0, args.threads))
         shown = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
         line = ProgressLine(path.stat().st_size, sys.stderr) if shown else None
         with path.open("rb") as f:
-            result = convert(
+            landed = land(
                 f,
                 contract,
                 run_id=run_id,
                 source_name=str(path),
-                staging_dir=staging,
+                work_dir=out / f".staging-{run_id}",
+                parquet=LocalDir(out),
+                published_as=lambda key: str(out / key),
+                quarantine=LocalDir(qdir),
                 options=options,
                 progress=throttled(line.show, 0.25) if line else None,
             )
         if line is not None:
             line.close()
-        outputs = [_move(o.path, out / o.key) for o in result.outputs]
-        quarantine = [_move(p, qdir / p.name) for p in (result.rejected_path, result.report_path) if p is not None]
-    except RejectThresholdError as exc:
-        kept = [_move(p, qdir / p.name) for p in (staging / "_quarantine").glob("*") if p.is_file()]
-        return _fail(f"{exc}{' (' + str(qdir) + ')' if kept else ''}")
     except SluiceError as exc:
         return _fail(str(exc))
     except OSError as exc:
         return _fail(f"{exc.filename or args.file}: {exc.strerror or exc}")
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    summary = result.to_summary()
+    summary = landed.result.to_summary()
     summary.pop("rejected_path", None)
     summary.pop("report_path", None)
-    for o, final in zip(summary["outputs"], outputs, strict=True):
-        o["path"] = str(final)
+    for o, placed in zip(summary["outputs"], landed.outputs, strict=True):
+        o["path"] = placed.uri
+    outputs = [o.uri for o in landed.outputs]
+    quarantine = [p for p in (landed.rejected, landed.report) if p is not None]
     print(
         json.dumps(
             {

@@ -60,16 +60,17 @@ def test_file_lands_as_partitioned_parquet_with_summary_and_quarantine(pipeline:
     assert s3.get_object(Bucket=pipeline.raw, Key=key)["Body"].read() == SAMPLE
 
 
-def test_same_bytes_uploaded_twice_start_one_execution(pipeline: Pipeline) -> None:
+def test_same_bytes_uploaded_twice_are_two_runs_and_one_copy(pipeline: Pipeline) -> None:
     key = "orders/e2e/twice.csv"
     pipeline.upload(key, SAMPLE)
     pipeline.settle()
-    before = [e["name"] for e in pipeline.executions()]
+    first = pipeline.run_of(key)
     pipeline.upload(key, SAMPLE)
     pipeline.settle()
-    after = [e["name"] for e in pipeline.executions()]
-    assert sorted(after) == sorted(before)
-    assert len([r for r in pipeline.runs_of(key)]) == 1
+    runs = {r["run_id"]: r["status"] for r in pipeline.runs_of(key)}
+    assert len(runs) == 2 and runs[first["run_id"]] == "SUPERSEDED"
+    curated = [k for k in pipeline.keys(pipeline.curated, "orders/") if any(r in k for r in runs)]
+    assert curated and all(first["run_id"] not in k for k in curated), "one copy: the newer upload's"
 
 
 def test_new_content_supersedes_previous_version_after_success(pipeline: Pipeline) -> None:
@@ -83,6 +84,7 @@ def test_new_content_supersedes_previous_version_after_success(pipeline: Pipelin
     runs = {r["run_id"]: r for r in pipeline.runs_of(key)}
     assert runs[first["run_id"]]["status"] == "SUPERSEDED"
     second = next(r for r in runs.values() if r["status"] == "SUCCEEDED")
+    assert runs[first["run_id"]]["superseded_by"] == second["run_id"]
     curated = pipeline.keys(pipeline.curated, "orders/")
     assert not [k for k in curated if first["run_id"] in k], "old version's files must be gone"
     assert [k for k in curated if second["run_id"] in k]
