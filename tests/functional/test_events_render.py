@@ -11,6 +11,7 @@ import pytest
 
 from sluice.errors import SluiceError
 from sluice_cli import events_cmd
+from sluice_cli.connection import Connection
 from sluice_cli.main import main
 from tests.template_stack import plain_template
 
@@ -84,10 +85,10 @@ def test_an_unknown_stack_is_one_line_and_writes_nothing(
 
 
 def test_a_placeholder_the_stack_lacks_is_named_and_nothing_is_written(aws: Any, tmp_path: Path) -> None:
-    events = tmp_path / "events"
-    events.mkdir()
-    (events / "x.json").write_text('{"bucket": "${RawBucket}", "table": "${NoSuchTable}"}')
-    deployment = events_cmd.Deployment("stack s", {"RawBucket": "raw-1"}, {})
-    with pytest.raises(SluiceError, match=r"stack s has no resource for \$\{NoSuchTable\} in x.json"):
-        events_cmd.render(deployment, boto3.client("lambda"), events, tmp_path / "out")
+    root = tmp_path / "project"
+    (root / "events").mkdir(parents=True)
+    (root / "events" / "x.json").write_text('{"bucket": "${RawBucket}", "table": "${NoSuchTable}"}')
+    conn = Connection("", {"RawBucket": "raw-1"}, local=False)
+    with pytest.raises(SluiceError, match=r"the stack has no resource for \$\{NoSuchTable\} in x.json"):
+        events_cmd.render(conn, root, tmp_path / "out")
     assert not (tmp_path / "out").exists()
