@@ -22,7 +22,7 @@ from __future__ import annotations
 import io
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, cast
@@ -33,7 +33,7 @@ from sluice.contracts import Contract
 from sluice.csvsource import count_line_breaks
 from sluice.errors import InputRejectedError, RejectThresholdError, TransientError
 from sluice.manifest import OutputRef, RunManifest
-from sluice.payloads import RangeResult, RangeTask, TransformResult, ValidateResult
+from sluice.payloads import RangeResult, RangeTask, SourceObject, TransformResult, ValidateResult
 from sluice.ports import ObjectStore
 from sluice.preflight import describe
 from sluice.transform import ConvertOptions, ConvertResult, ProgressHook, convert
@@ -214,10 +214,10 @@ def land_run(
     if landed.partials is not None:
         partials_uri = store.put_json(work_bucket, layout.partials_key(run_id), landed.partials)
     manifest = run_manifest(
-        run,
+        run_id,
+        source,
         contract,
-        landed.result,
-        landed.outputs,
+        landed,
         quarantine_uri=quarantine.location() if landed.rejected else None,
         partials_uri=partials_uri,
     )
@@ -226,20 +226,21 @@ def land_run(
 
 
 def run_manifest(
-    run: ValidateResult,
+    run_id: str,
+    source: SourceObject,
     contract: Contract,
-    result: ConvertResult,
-    outputs: Sequence[OutputRef],
+    landed: Landed,
     *,
     quarantine_uri: str | None,
     partials_uri: str | None,
 ) -> RunManifest:
-    """The manifest of a run converted by one worker."""
+    """The manifest of what one landing produced (a whole run, or one range of a fan-out)."""
+    result = landed.result
     return RunManifest(
-        run_id=run["run_id"],
+        run_id=run_id,
         dataset=contract.dataset,
         contract_version=contract.version,
-        source=dict(run["source"]),
+        source=dict(source),
         rows_in=result.rows_in,
         rows_out=result.rows_out,
         rows_rejected=result.rows_rejected,
@@ -249,7 +250,7 @@ def run_manifest(
         rejects_by_rule=dict(result.rejects_by_rule),
         schema=[list(c) for c in result.schema],
         partition_columns=list(result.partition_columns),
-        outputs=tuple(outputs),
+        outputs=landed.outputs,
         quarantine_uri=quarantine_uri,
         partials_uri=partials_uri,
     )
@@ -341,21 +342,11 @@ def land_range(
         store.put_json(work_bucket, partials, landed.partials)
     result = landed.result
     manifest = {
-        "run_id": run_id,
+        **run_manifest(run_id, source, contract, landed, quarantine_uri=None, partials_uri=None).to_json(),
         "index": index,
         "start": start,
         "end": end,
         "lines": counter.lines,
-        "rows_in": result.rows_in,
-        "rows_out": result.rows_out,
-        "rows_rejected": result.rows_rejected,
-        "bytes_in": result.bytes_in,
-        "bytes_out": result.bytes_out,
-        "blank_lines": result.blank_lines,
-        "rejects_by_rule": dict(result.rejects_by_rule),
-        "schema": [list(c) for c in result.schema],
-        "partition_columns": list(result.partition_columns),
-        "outputs": [o.to_json() for o in landed.outputs],
         "rejected_key": layout.part_prefix(run_id, index) + "rejected.csv" if landed.rejected else None,
         "report_key": layout.part_prefix(run_id, index) + "report.json" if landed.report else None,
         "partials_key": partials,
