@@ -1,4 +1,7 @@
-"""Cleanup function (EventBridge schedule): finish interrupted commits, remove what no commit owns, fail stuck runs."""
+"""Cleanup function (EventBridge schedule): housekeeping that keeps the commit protocol's promises.
+
+It finishes interrupted commits, records silent failures, removes what no commit owns and fails stuck runs.
+"""
 
 from dataclasses import asdict
 from datetime import datetime, timedelta
@@ -11,6 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sluice.adapters.runs_table import DynamoRunTable
 from sluice.adapters.s3 import S3Store
+from sluice.adapters.sfn import StepFunctions
 from sluice.cleanup import clean
 from sluice.commit import Committer
 from sluice.settings import contracts, settings
@@ -38,10 +42,13 @@ def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
         committer,
         curated_bucket=cfg.curated_bucket,
         work_bucket=cfg.work_bucket,
+        executions=StepFunctions(),
+        state_machine_arn=cfg.state_machine_arn,
         now=now,
     )
     for name, done in (
         ("CommitsCompleted", report.commits_completed),
+        ("SilentFailuresRecorded", report.failures_recorded),
         ("OrphansDeleted", report.orphans_deleted),
         ("StagedFilesDeleted", report.staging_deleted),
         ("StuckRunsFailed", report.stuck_runs_failed),
@@ -50,6 +57,7 @@ def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
     logger.info(
         "cleaned",
         commits_completed=len(report.commits_completed),
+        failures_recorded=len(report.failures_recorded),
         orphans=len(report.orphans_deleted),
         staged=len(report.staging_deleted),
         stuck=len(report.stuck_runs_failed),

@@ -1,9 +1,11 @@
 """Housekeeping run by the schedule: finish interrupted commits, remove what no commit owns, fail stuck runs.
 
 It deletes only what no commit owns (docs/commit-protocol.md): curated files of runs that are not
-live (COMMITTING, COMMITTED, SUCCEEDED), and staged files of runs that will never commit. Retention
-of raw versions and quarantine is enforced by S3 lifecycle rules and of run records by DynamoDB
-TTL (see template.yaml).
+live (COMMITTING, COMMITTED, SUCCEEDED), and staged files of runs that will never commit. It also
+gives every execution that ended badly without saying so (RecordFailure itself failed, or the
+execution died of a Step Functions runtime error) a FAILED run record with the execution's error.
+Retention of raw versions and quarantine is enforced by S3 lifecycle rules and of run records by
+DynamoDB TTL (see template.yaml).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from typing import Any
 from sluice import layout
 from sluice.commit import Committer, Head
 from sluice.contracts import Contract
-from sluice.ports import ObjectStore, RunTable
-from sluice.runs import COMMITTING, FAILED, LIVE, RUNNING
+from sluice.payloads import FailureInput
+from sluice.ports import Executions, ObjectStore, RunTable
+from sluice.runs import COMMITTING, FAILED, LIVE, RUNNING, failed_record
 
 
 @dataclass
@@ -25,6 +28,7 @@ class CleanupReport:
     """What one cleanup pass did (or, with ``dry_run``, would do)."""
 
     commits_completed: list[str] = field(default_factory=list)
+    failures_recorded: list[str] = field(default_factory=list)
     orphans_deleted: list[str] = field(default_factory=list)
     staging_deleted: list[str] = field(default_factory=list)
     stuck_runs_failed: list[str] = field(default_factory=list)
@@ -53,15 +57,32 @@ def clean(
     *,
     curated_bucket: str,
     work_bucket: str,
+    executions: Executions | None = None,
+    state_machine_arn: str = "",
     now: datetime | None = None,
     grace: timedelta = timedelta(hours=6),
     stuck_after: timedelta = timedelta(hours=2),
+    lookback: timedelta = timedelta(days=3),
     dry_run: bool = False,
 ) -> CleanupReport:
-    """One pass, as if at `now`: files younger than `grace` are never touched."""
+    """One pass, as if at `now`: files younger than `grace` are never touched.
+
+    With `executions`, executions of `state_machine_arn` that ended badly within `lookback` and
+    left no terminal run record get one.
+    """
     now = now or datetime.now(UTC)
     report = CleanupReport()
     _complete_interrupted_commits(runs, committer, now, report, dry_run)
+    if executions is not None:
+        _record_silent_failures(
+            executions,
+            state_machine_arn,
+            runs,
+            retention_days=committer.retention_days,
+            since=now - lookback,
+            report=report,
+            dry_run=dry_run,
+        )
     owners = _Owners(runs)
     for contract in contracts:
         doomed = []
@@ -101,6 +122,34 @@ def _complete_interrupted_commits(
         report.commits_completed.append(run_id)
         if not dry_run:
             committer.complete(head)
+
+
+def _record_silent_failures(
+    executions: Executions,
+    state_machine_arn: str,
+    runs: RunTable,
+    *,
+    retention_days: int,
+    since: datetime,
+    report: CleanupReport,
+    dry_run: bool,
+) -> None:
+    """A FAILED record for each execution that ended badly while its run record is missing or RUNNING."""
+    for ended in executions.ended_badly_since(state_machine_arn, since):
+        record = runs.get_run(ended["name"])
+        if record is not None and record.get("status") != RUNNING:
+            continue
+        report.failures_recorded.append(ended["name"])
+        if dry_run:
+            continue
+        given = ended["input"]
+        failure = FailureInput(run_id=ended["name"], error={"Error": str(ended["error"]), "Cause": str(ended["cause"])})
+        for field_name in ("dataset", "source", "started_at"):
+            if given.get(field_name):
+                failure[field_name] = given[field_name]
+        failed = failed_record(failure, record, retention_days)
+        failed["reason"] = f"execution {ended['status']}: {failed['reason'] or failed['error_type']}"
+        runs.put_run(failed)
 
 
 def _fail_stuck_runs(

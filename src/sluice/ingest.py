@@ -2,7 +2,8 @@
 
 The Start function accepts every shape a user feeds it: S3 notification ``Records`` (what
 ``sam local generate-event s3 put`` makes), EventBridge "Object Created", and SQS messages
-wrapping either. Keys are URL-decoded.
+wrapping either. Keys are read as each source encodes them: S3 notification records URL-encode
+the key (a space as ``+``), EventBridge events carry it as it is (a ``+`` is a plus).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def sources_in(event: Mapping[str, Any]) -> Iterator[SourceObject]:
         obj = detail["object"]
         yield SourceObject(
             bucket=detail["bucket"]["name"],
-            key=unquote_plus(obj["key"]),
+            key=obj["key"],  # not URL-encoded in EventBridge events
             version_id=obj.get("version-id"),
             etag=obj.get("etag") or obj.get("eTag"),  # AWS sends "etag"; moto's local events "eTag"
             size=int(obj.get("size") or 0),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -112,4 +113,11 @@ class Executions(Protocol):
 
     def start(self, state_machine_arn: str, name: str, payload: Mapping[str, Any]) -> bool:
         """Start an execution; False when one with `name` already exists."""
+        ...
+
+    def ended_badly_since(self, state_machine_arn: str, since: datetime) -> Iterator[dict[str, Any]]:
+        """Executions that failed, timed out or were aborted since `since`, newest first.
+
+        Each is ``{"name", "status", "stopped_at", "error", "cause", "input"}`` (input parsed).
+        """
         ...

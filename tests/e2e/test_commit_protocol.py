@@ -317,3 +317,20 @@ def test_a_failed_publish_loses_no_data_even_after_cleanup(pipeline: Pipeline, m
     pipeline.settle()
     assert visible(pipeline, prefix) == ids(v2)
     assert sorted(r["status"] for r in run_of_version(pipeline, key, version)) == ["SUCCEEDED", "SUPERSEDED"]
+
+
+def test_an_execution_that_fails_without_recording_it_gets_a_failed_run_from_cleanup(pipeline: Pipeline) -> None:
+    """Fails if a run whose RecordFailure itself failed (or a runtime error) leaves no FAILED record."""
+    prefix, key = "1", "orders/commit/silent.csv"
+    pipeline.cloud.inject_fault("ValidateFunction", error="InjectedFault", match=key)
+    pipeline.cloud.inject_fault("RecordFailureFunction", error="Sandbox.Timedout", times=0, match=key)
+    version = pipeline.upload(key, orders(prefix, 1, 5))
+    pipeline.settle(timeout=180)
+    assert run_of_version(pipeline, key, version) == [], "nothing recorded the failure yet"
+    pipeline.cloud.clear_faults()
+    [result] = pipeline.cloud.tick()
+    assert result.function_error is None, result.payload
+    [run] = run_of_version(pipeline, key, version)
+    assert (run["status"], run["error_type"]) == ("FAILED", "Sandbox.Timedout"), run
+    assert run["run_id"] in result.payload["failures_recorded"]
+    assert run["reason"].startswith("execution FAILED")

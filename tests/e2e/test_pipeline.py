@@ -129,3 +129,28 @@ def test_cleanup_tick_runs_the_scheduled_function(pipeline: Pipeline) -> None:
     assert result.function_error is None, result.payload
     assert result.payload["files_checked"] >= 1
     assert result.payload["orphans_deleted"] == []
+
+
+@pytest.mark.parametrize(
+    "key", ["orders/keys/a+b.csv", "orders/keys/pct%41.csv", "orders/keys/with space.csv", "orders/keys/zoë=1/../x.csv"]
+)
+def test_keys_load_exactly_as_uploaded(pipeline: Pipeline, key: str) -> None:
+    """Fails if the Start function decodes EventBridge keys (a+b.csv would run for "a b.csv" and 404)."""
+    small = b"\n".join(SAMPLE.split(b"\n")[:11]) + b"\n"
+    pipeline.upload(key, small)
+    pipeline.settle()
+    run = pipeline.run_of(key)
+    assert run["status"] == "SUCCEEDED", run
+    assert run["source"]["key"] == key and run["rows_in"] == 10
+
+
+def test_a_one_mib_header_ends_in_a_failed_run_with_a_cut_reason(pipeline: Pipeline) -> None:
+    """Fails if the error's text travels whole in the state payload (256 KiB): the run would vanish."""
+    key = "orders/e2e/wide-header.csv"
+    header = SAMPLE.split(b"\n", 1)[0] + b"," + b",".join(b"extra_column_%06d" % i for i in range(55_000))
+    assert len(header) > 1 << 20
+    pipeline.upload(key, header + b"\n" + b",".join([b"x"] * 55_009) + b"\n")
+    pipeline.settle()
+    run = pipeline.run_of(key)
+    assert (run["status"], run["error_type"], run["failed_step"]) == ("FAILED", "InputRejectedError", "Validate")
+    assert "extra_column_000000" in run["reason"] and len(run["reason"]) <= 4000

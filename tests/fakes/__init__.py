@@ -140,6 +140,10 @@ class MemoryExecutions:
 
     def __init__(self) -> None:
         self.started: dict[str, Mapping[str, Any]] = {}
+        self.ended: list[dict[str, Any]] = []  # what ended_badly_since lists, newest first
+
+    def ended_badly_since(self, state_machine_arn: str, since: datetime) -> Iterator[dict[str, Any]]:
+        return iter([e for e in self.ended if e["stopped_at"] >= since])
 
     def start(self, state_machine_arn: str, name: str, payload: Mapping[str, Any]) -> bool:
         if name in self.started:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -18,7 +19,7 @@ from sluice.publication import publish_committed
 from sluice.runs import COMMITTED, COMMITTING, FAILED, RUNNING, SUCCEEDED, SUPERSEDED, failed_record, source_uri
 from tests import fanout_data
 from tests.commit_world import KEY, World, ids_of
-from tests.fakes import MemoryStore
+from tests.fakes import MemoryExecutions, MemoryStore
 
 V1 = fanout_data.orders_csv(120, seed=1)
 V2 = fanout_data.orders_csv(40, seed=2)
@@ -320,3 +321,35 @@ def test_publication_withdraws_back_to_the_last_published_version(world: World) 
     assert published == {v1: [], v3: [v2, v1]}
     v4 = commit_and_publish(V1)
     assert published[v4] == [v3], "v3 published: it withdrew everything older"
+
+
+def test_cleanup_records_executions_that_ended_without_a_run_record(world: World) -> None:
+    """Fails if an execution that died before RecordFailure could write (or while it failed) stays invisible."""
+    executions = MemoryExecutions()
+    running = world.land(V1)
+    done = world.land(V2)
+    world.commit(done)
+    cause = json.dumps({"errorMessage": "result too large", "errorType": "States.DataLimitExceeded"})
+    for name, stopped in ((running["run_id"], world.now), (done["run_id"], world.now), ("no-record", world.now)):
+        error = {"error": "States.DataLimitExceeded", "cause": cause}
+        executions.ended.append({"name": name, "status": "FAILED", "stopped_at": stopped, **error, "input": {}})
+    executions.ended.append(
+        {"name": "long-ago", "status": "TIMED_OUT", "stopped_at": world.now - timedelta(days=30), "input": {}}
+    )
+    report = clean(
+        (world.contract,),
+        world.store,
+        world.runs,
+        world.committer(),
+        executions=executions,
+        state_machine_arn="arn:sm",
+        now=world.now,
+        **_BUCKETS,
+    )
+    assert sorted(report.failures_recorded) == sorted([running["run_id"], "no-record"])
+    for run_id in (running["run_id"], "no-record"):
+        record = world.record(run_id)
+        assert (record["status"], record["error_type"]) == (FAILED, "States.DataLimitExceeded")
+        assert record["reason"] == "execution FAILED: result too large"
+    assert world.record(done["run_id"])["status"] == COMMITTED, "a committed run is never marked failed"
+    assert world.runs.get_run("long-ago") is None

@@ -2,6 +2,7 @@
 
 import json
 from pathlib import Path
+from urllib.parse import quote_plus
 
 import pytest
 
@@ -37,6 +38,17 @@ def test_eventbridge_object_created():
         "size": 13017,
         "sequencer": "00617F08299329D189",
     }
+
+
+@pytest.mark.parametrize("key", ["orders/a+b.csv", "orders/pct%41.csv", "orders/my file.csv", "orders/zoë=1/../x.csv"])
+def test_keys_are_read_as_each_source_encodes_them(key):
+    """Fails if EventBridge keys are URL-decoded (a+b would load a b) or S3 records' are not."""
+    bridge = event("eventbridge-object-created.json")
+    bridge["detail"]["object"]["key"] = key
+    assert [s["key"] for s in sources_in(bridge)] == [key]
+    records = event("s3.json")
+    records["Records"][0]["s3"]["object"]["key"] = quote_plus(key, safe="/")
+    assert [s["key"] for s in sources_in(records)] == [key]
 
 
 def test_sqs_wrapping_eventbridge_is_recognised_and_unwrapped():

@@ -99,3 +99,14 @@ def test_run_of_output():
     assert run_of_output("orders/notes.txt") is None
     assert run_of_staged("staging/orders-a-1/orders/d=1/orders-a-1-0.parquet") == "orders-a-1"
     assert run_of_staged("runs/orders-a-1/manifest.json") is None
+
+
+def test_long_error_messages_are_cut_so_payloads_stay_small():
+    from sluice.errors import MAX_MESSAGE, InputRejectedError
+
+    header = ",".join(f"column_{i}" for i in range(100_000))
+    error = InputRejectedError(f"s3://raw/orders/wide.csv line 1: unexpected columns: {header}")
+    assert len(str(error)) < MAX_MESSAGE + 100
+    assert str(error).startswith("s3://raw/orders/wide.csv line 1: unexpected columns: column_0,column_1")
+    assert str(error).endswith("more characters cut]")
+    assert str(InputRejectedError("short")) == "short"
