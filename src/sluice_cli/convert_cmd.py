@@ -13,7 +13,7 @@ from sluice.errors import SluiceError
 from sluice.infer import InferOptions, infer_contract
 from sluice.landing import LocalDir, land
 from sluice.payloads import SourceObject
-from sluice.runid import run_id_for
+from sluice.runid import checked, run_id_for
 from sluice.transform import ConvertOptions, Progress, throttled
 
 
@@ -138,7 +138,7 @@ def _convert(args: argparse.Namespace) -> int:
     try:
         contract = load_contract(args.contract)
         path = args.file.resolve()
-        run_id = args.run_id or local_run_id(contract, path)
+        run_id = checked(args.run_id) if args.run_id else local_run_id(contract, path)
         out = args.out.resolve()
         out.mkdir(parents=True, exist_ok=True)
     except SluiceError as exc:
