@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "sluice_cli.demo_cmd",
     "sluice_cli.local_cmd",
     "sluice_cli.invoke_cmd",
+    "sluice_cli.events_cmd",
     "sluice_cli.runs_cmd",
     "sluice_cli.rerun_cmd",
     "sluice_cli.redrive_cmd",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ def upload_samples(conn: Connection, root: Path, only: list[str] | None = None) 
     return keys
 
 
-def resolve_placeholders(document: Any, resources: dict[str, str]) -> Any:
+def resolve_placeholders(document: Any, resources: Mapping[str, str]) -> Any:
     """Replace ``${LogicalId}`` in every string of `document` with the physical resource name."""
     if isinstance(document, str):
         return _PLACEHOLDER.sub(lambda m: resources.get(m.group(1), m.group(0)), document)
@@ -41,12 +42,22 @@ def resolve_placeholders(document: Any, resources: dict[str, str]) -> Any:
     return document
 
 
-def load_event(path: Path, conn: Connection) -> dict[str, Any]:
-    """An event file with its placeholders resolved against `conn`'s resources."""
-    resolved = resolve_placeholders(json.loads(path.read_text()), conn.resources)
+def placeholders(document: Any) -> set[str]:
+    """The logical ids of the ``${LogicalId}`` placeholders in `document`."""
+    return set(_PLACEHOLDER.findall(json.dumps(document)))
+
+
+def read_event(path: Path, resources: Mapping[str, str]) -> dict[str, Any]:
+    """An event file with its placeholders resolved against `resources` (unknown ones stay as they are)."""
+    resolved = resolve_placeholders(json.loads(path.read_text()), resources)
     if not isinstance(resolved, dict):
         raise ValueError(f"{path}: an event must be a JSON object")
     return resolved
+
+
+def load_event(path: Path, conn: Connection) -> dict[str, Any]:
+    """An event file with its placeholders resolved against `conn`'s resources."""
+    return read_event(path, conn.resources)
 
 
 def redeliver(conn: Connection, key: str, version_id: str | None = None) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sluice.contracts import Contract, parse_contract
+from sluice.infer import infer_contract
 from sluice.transform import ConvertOptions, ConvertResult, convert
 
 _counter = itertools.count()
@@ -104,6 +106,16 @@ def convert_bytes(
     return converted
 
 
+def infer_and_convert(data: bytes, tmp_path: Path, name: str = "file.csv") -> tuple[Contract, Converted]:
+    """What `sluice contract infer` then `sluice convert` do with `data`: the contract and everything read back.
+
+    Small parse blocks (4 KiB), so that inputs of a few KiB already cross block boundaries.
+    """
+    inference = infer_contract(io.BytesIO(data), source_name=name, file_stem=name.rsplit(".", 1)[0])
+    contract = parse_contract(inference.contract, "inferred")
+    return contract, convert_bytes(data, contract, tmp_path, block_size=4096)
+
+
 @pytest.fixture
 def make_contract() -> Any:
     """`make_contract(columns, **top_level)`: a contract (plain names are string columns)."""
@@ -128,4 +140,16 @@ def orders_contract() -> Contract:
 
 
 REPO = Path(__file__).parents[2]
-CORPUS = REPO.parent / "shared" / "corpus"
+# The external corpus of real-world CSVs (shared/corpus beside the checkout, or SLUICE_CORPUS): an
+# extra. A fresh clone has nothing beside it; its tests then skip, for this one reason.
+CORPUS = Path(os.environ.get("SLUICE_CORPUS") or REPO.parent / "shared" / "corpus")
+CORPUS_ABSENT = f"external corpus not found at {CORPUS} (shared/corpus beside the checkout, or set SLUICE_CORPUS)"
+
+
+def require_corpus() -> None:
+    """Skip the calling test when the corpus is absent; fail it instead when SLUICE_REQUIRE_CORPUS is set (CI)."""
+    if (CORPUS / "manifest.json").is_file():
+        return
+    if os.environ.get("SLUICE_REQUIRE_CORPUS"):
+        pytest.fail(f"{CORPUS_ABSENT}, and SLUICE_REQUIRE_CORPUS is set", pytrace=False)
+    pytest.skip(CORPUS_ABSENT)

@@ -1,5 +1,6 @@
 """Contract inference: what is sniffed, and that `convert` accepts every inferred contract."""
 
+import datetime as dt
 import io
 
 import pytest
@@ -131,8 +132,6 @@ def test_overrides(run_convert):
 
 
 def test_dates_in_other_layouts_get_a_format(run_convert):
-    import datetime as dt
-
     data = b"id,closed,at\n1,03/11/2023,13/01/2024 14:05\n2,25/12/2023,01/02/2024 09:00\n"
     contract, _ = infer(data)
     cols = {c.name: (c.type, c.format) for c in contract.columns}
@@ -149,13 +148,41 @@ def test_dates_that_read_two_ways_stay_text_with_a_note():
     assert any("column d" in n and "%d/%m/%Y, %m/%d/%Y" in n for n in inference.notes)
 
 
-def test_the_corpus_bank_list_gets_its_closing_dates(run_convert):
-    from tests.unit.conftest import CORPUS
+def bank_list(rows: int) -> tuple[bytes, list[dt.date]]:
+    """A failed-bank list shaped like the FDIC's, and its closing dates.
 
-    data = (CORPUS / "duckdb__error_banklist.csv").read_bytes()
+    cp1252, CRLF, header names ending in a no-break space, quoted names with commas, an en dash
+    (0x96), closing dates like ``3-Nov-23`` (day unpadded, two-digit year).
+    """
+    months = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+    header = ",".join(f"{name}\u00a0" for name in ("Bank Name", "City", "State", "Cert", "Acquiring Institution"))
+    lines, dates = [header + ",Closing Date\u00a0,Fund"], []
+    for i in range(rows):
+        closed = dt.date(2023, 11, 3) - dt.timedelta(days=14 * i)  # back to 2000: every month, days 1 to 31
+        acquirer = '"Dream First Bank, N.A."' if i % 3 else "First\u2013Citizens Bank & Trust Company"
+        closing = f"{closed.day}-{months[closed.month - 1]}-{closed:%y}"
+        lines.append(f"Bank {i},Sac City,IA,{8758 + i},{acquirer},{closing},{10545 - i}")
+        dates.append(closed)
+    return ("\r\n".join(lines) + "\r\n").encode("cp1252"), dates
+
+
+def test_a_bank_list_gets_its_closing_dates(run_convert):
+    data, dates = bank_list(600)
     contract, _ = infer(data)
-    closing = next(c for c in contract.columns if c.name == "closing_date")
-    assert (closing.type, closing.format) == ("date", "%d-%b-%y")
+    assert contract.dialect.encoding == "cp1252"
+    assert [(c.name, c.type, c.format) for c in contract.columns] == [
+        ("bank_name", "string", None),
+        ("city", "string", None),
+        ("state", "string", None),
+        ("cert", "int64", None),
+        ("acquiring_institution", "string", None),
+        ("closing_date", "date", "%d-%b-%y"),
+        ("fund", "int64", None),
+    ]
     out = run_convert(data, contract)
-    assert not [r for r in out.rejected if r["_column"] == "closing_date"]
-    assert out.result.rows_out > 500 and None not in out.column("closing_date")
+    assert (out.result.rows_out, out.result.rows_rejected) == (600, 0)
+    assert out.column("closing_date") == dates
+    assert out.column("acquiring_institution")[:2] == [
+        "First\u2013Citizens Bank & Trust Company",
+        "Dream First Bank, N.A.",
+    ]
