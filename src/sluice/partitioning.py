@@ -37,6 +37,7 @@ from sluice.errors import ContractError
 from sluice.rules import arrow_type, one_array
 
 DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+PROPERTY_SAMPLE_ROWS = 16_384  # rows the Parquet writer properties are chosen on
 _SAFE = " -._~+,;@!$&'()*"
 
 
@@ -524,6 +525,8 @@ class PartitionedWriter:
         self._pending_bytes = 0.0
         self._open = 0
         self._props: dict[str, Any] | None = None
+        self._sample: list[pa.Table] = []  # the first PROPERTY_SAMPLE_ROWS rows, until the properties are chosen
+        self._sample_rows = 0
         self._spill = _SpillFile(
             staging_dir / "_spill" / f"{run_id}.arrow",
             schema,
@@ -599,8 +602,12 @@ class PartitionedWriter:
         if n == 0:
             return
         self._check()
-        if self._props is None:
-            self._props = self._choose_properties(table)
+        if self._props is None and self._sample_rows < PROPERTY_SAMPLE_ROWS:
+            take = min(n, PROPERTY_SAMPLE_ROWS - self._sample_rows)
+            self._sample.append(table if take == n else table.slice(0, take))
+            self._sample_rows += take
+            if self._sample_rows == PROPERTY_SAMPLE_ROWS:
+                self._properties()
         codes: _Codes | None = None
         if paths is None:
             pids, counts = [self._part("").pid], [n]
@@ -689,6 +696,7 @@ class PartitionedWriter:
 
     def _emit(self, part: _Part, table: pa.Table, nbytes: float, *, last: bool = False) -> None:
         """Write `table` as one row group of the partition's next file (round-robin); `last`: then close it."""
+        self._properties()
         k = part.groups % part.width
         part.groups += 1
         file = part.files[k] if k < len(part.files) else self._new_file(part)
@@ -717,8 +725,7 @@ class PartitionedWriter:
     def _write_group(self, file: _File, table: pa.Table, last: bool) -> None:
         if file.writer is None:
             file.path.parent.mkdir(parents=True, exist_ok=True)
-            assert self._props is not None
-            file.writer = pq.ParquetWriter(file.path, self.schema, **self._props)
+            file.writer = pq.ParquetWriter(file.path, self.schema, **self._properties())
         file.writer.write_table(table, row_group_size=table.num_rows)
         if last:
             _close_writer(file)
@@ -788,14 +795,26 @@ class PartitionedWriter:
         if written != order:  # the batch numbers handed out assume this order
             raise RuntimeError(f"spill run wrote partitions {written[:5]}..., expected {order[:5]}...")
 
-    def _choose_properties(self, sample: pa.Table) -> dict[str, Any]:
+    def _properties(self) -> dict[str, Any]:
+        """The writer properties, chosen on the first rows written (see :meth:`_choose_properties`).
+
+        They are chosen once :data:`PROPERTY_SAMPLE_ROWS` rows arrived, or at the first row group
+        written if that comes first (all rows so far), so the same rows give the same files
+        whatever batches they came in.
+        """
+        if self._props is None:
+            sample = pa.concat_tables(self._sample) if self._sample else self.schema.empty_table()
+            self._props = self._choose_properties(sample)
+            self._sample, self._sample_rows = [], PROPERTY_SAMPLE_ROWS
+        return self._props
+
+    def _choose_properties(self, head: pa.Table) -> dict[str, Any]:
         """Dictionary encoding and statistics only where they pay.
 
         Dictionaries for low-cardinality columns; min/max statistics for every column that is
         not text, and for text only when the sample is sorted: min and max of a row group of
         shuffled text span nearly every value, so they skip nothing and cost ~10 % of the encode.
         """
-        head = sample.slice(0, 100_000)
         dictionary, stats = [], []
         for name in head.column_names:
             col = one_array(head.column(name))
@@ -830,6 +849,8 @@ class PartitionedWriter:
         ]
 
     def _finish(self) -> None:
+        if self._by_pid:
+            self._properties()  # here, before any task needs them
         entries, self._entries, self._entry_bytes = self._entries, [], 0
         waiting: dict[int, tuple[pa.Table, float]] = {}
         if entries:
