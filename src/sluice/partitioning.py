@@ -38,6 +38,7 @@ from sluice.rules import arrow_type, one_array
 
 DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 PROPERTY_SAMPLE_ROWS = 16_384  # rows the Parquet writer properties are chosen on
+STATS_VALUE_BYTES = 4096  # Parquet (parquet-cpp's max_statistics_size) drops min/max longer than this
 _SAFE = " -._~+,;@!$&'()*"
 
 
@@ -129,6 +130,49 @@ def add_partitions(table: pa.Table, contract: Contract) -> tuple[pa.Table, pa.Ar
             segments.append(level[i])
         names.append("/".join(reversed(segments)))
     return table, pa.DictionaryArray.from_arrays(combined.indices, pa.array(names, pa.string()))
+
+
+MAX_SEGMENT_BYTES = 255  # a directory name (NAME_MAX on Linux, most file systems)
+MAX_KEY_BYTES = 1024  # an S3 key
+
+
+@dataclass(frozen=True)
+class LongPaths:
+    """Rows whose partition path cannot be a file name: their positions, and for each the partition at fault."""
+
+    rows: np.ndarray
+    partitions: list[Partition]
+    sizes: list[int]
+
+
+def long_paths(paths: pa.DictionaryArray, contract: Contract, run_id: str) -> LongPaths | None:
+    """The rows of `paths` (from :func:`add_partitions`) whose path has a segment or a key too long to store.
+
+    A segment (``name=value``, escaped) may take :data:`MAX_SEGMENT_BYTES`, the whole key of a
+    file :data:`MAX_KEY_BYTES`. Only the distinct paths are measured. None when every path fits.
+    """
+    fixed = len(contract.dataset) + len(run_id) + len("//-999.parquet")
+    faults = {
+        code: fault
+        for code, name in enumerate(paths.dictionary.to_pylist())
+        if (fault := _path_fault(name, fixed)) is not None
+    }
+    if not faults:
+        return None
+    codes = np.asarray(paths.indices.to_numpy(zero_copy_only=False))
+    rows = np.flatnonzero(np.isin(codes, list(faults)))
+    which = [faults[int(c)] for c in codes[rows].tolist()]
+    return LongPaths(rows, [contract.partition[w] for w, _ in which], [size for _, size in which])
+
+
+@lru_cache(maxsize=4096)  # every batch names the same few partitions again
+def _path_fault(name: str, fixed: int) -> tuple[int, int] | None:
+    """``(segment, bytes)`` of the longest segment of partition path `name` when it does not fit, else None."""
+    sizes = [len(seg.encode()) for seg in name.split("/")]
+    worst = max(range(len(sizes)), key=sizes.__getitem__)
+    if sizes[worst] > MAX_SEGMENT_BYTES or sum(sizes) + len(sizes) + fixed > MAX_KEY_BYTES:
+        return worst, sizes[worst]
+    return None
 
 
 def parse_path(path: str) -> dict[str, str]:
@@ -814,6 +858,8 @@ class PartitionedWriter:
         Dictionaries for low-cardinality columns; min/max statistics for every column that is
         not text, and for text only when the sample is sorted: min and max of a row group of
         shuffled text span nearly every value, so they skip nothing and cost ~10 % of the encode.
+        Nor for text with values longer than :data:`STATS_VALUE_BYTES`: Parquet does not store
+        such statistics, and computing them copies the values (a 16 MiB value: +110 MB).
         """
         dictionary, stats = [], []
         for name in head.column_names:
@@ -821,6 +867,8 @@ class PartitionedWriter:
             if pc.count_distinct(col).as_py() <= max(1, head.num_rows // 4):
                 dictionary.append(name)
             text = pa.types.is_string(col.type) or pa.types.is_binary(col.type)
+            if text and len(col) and (pc.max(pc.binary_length(col)).as_py() or 0) > STATS_VALUE_BYTES:
+                continue
             if not text or len(col) < 2 or pc.all(pc.greater_equal(col[1:], col[:-1])).as_py() is not False:
                 stats.append(name)
         return {

@@ -142,16 +142,48 @@ def _move(src: Path, dest: Path) -> Path:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    """Convert one file; the JSON summary goes to stdout whatever happens (``status``, and ``error`` on failure)."""
+    known: dict[str, Any] = {"run_id": None, "dataset": None, "contract_version": None, "source": str(args.file)}
+    kept: list[Path] = []
+    failure: Exception
     try:
-        contract = load_contract(args.contract)
-        path = args.file.resolve()
-        run_id = args.run_id or local_run_id(contract, path)
-        out = args.out.resolve()
-        out.mkdir(parents=True, exist_ok=True)
+        summary = _convert_file(args, known, kept)
+    except RejectThresholdError as exc:
+        failure, message = exc, f"{exc}{' (' + str(kept[0].parent) + ')' if kept else ''}"
     except SluiceError as exc:
-        return _fail(str(exc))
+        failure, message = exc, str(exc)
     except OSError as exc:
-        return _fail(f"{exc.filename or args.file}: {exc.strerror or exc}")
+        failure, message = exc, f"{exc.filename or args.file}: {exc.strerror or exc}"
+    except Exception as exc:  # a bug: still one clear line, no traceback (SLUICE_DEBUG=1 shows it)
+        if os.environ.get("SLUICE_DEBUG"):
+            raise
+        failure, message = exc, internal_error(args.file, exc)
+    else:
+        print(json.dumps({**known, "status": "succeeded", **summary}, indent=2, ensure_ascii=False))
+        return 0
+    error = {"type": type(failure).__name__, "message": " ".join(message.split())}
+    failed = {**known, "status": "failed", "error": error, "output_files": [], "quarantine_files": list(map(str, kept))}
+    print(json.dumps(failed, indent=2, ensure_ascii=False))
+    return _fail(message)
+
+
+def internal_error(path: Path, exc: BaseException) -> str:
+    """The one-line message of an unexpected error: what happened, that nothing was written, what to do."""
+    return (
+        f"{path}: internal error ({type(exc).__name__}: {exc}); nothing was written. This is a bug in sluice: "
+        f"please report it with the file (SLUICE_DEBUG=1 shows the traceback)"
+    )
+
+
+def _convert_file(args: argparse.Namespace, known: dict[str, Any], kept: list[Path]) -> dict[str, Any]:
+    """Convert, move the outputs into place and return the summary; `known` and `kept` fill in as it goes."""
+    contract = load_contract(args.contract)
+    path = args.file.resolve()
+    known.update(dataset=contract.dataset, contract_version=contract.version, source=str(path))
+    run_id = args.run_id or local_run_id(contract, path)
+    known["run_id"] = run_id
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(args.contract.resolve().parent))  # hooks named by the contract may live next to it
     staging = out / f".staging-{run_id}"
     qdir = out / "_quarantine" / contract.dataset / run_id
@@ -174,13 +206,9 @@ def _convert(args: argparse.Namespace) -> int:
             line.close()
         outputs = [_move(o.path, out / o.key) for o in result.outputs]
         quarantine = [_move(p, qdir / p.name) for p in (result.rejected_path, result.report_path) if p is not None]
-    except RejectThresholdError as exc:
-        kept = [_move(p, qdir / p.name) for p in (staging / "_quarantine").glob("*") if p.is_file()]
-        return _fail(f"{exc}{' (' + str(qdir) + ')' if kept else ''}")
-    except SluiceError as exc:
-        return _fail(str(exc))
-    except OSError as exc:
-        return _fail(f"{exc.filename or args.file}: {exc.strerror or exc}")
+    except RejectThresholdError:
+        kept += [_move(p, qdir / p.name) for p in sorted((staging / "_quarantine").glob("*")) if p.is_file()]
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     summary = result.to_summary()
@@ -188,22 +216,7 @@ def _convert(args: argparse.Namespace) -> int:
     summary.pop("report_path", None)
     for o, final in zip(summary["outputs"], outputs, strict=True):
         o["path"] = str(final)
-    print(
-        json.dumps(
-            {
-                "run_id": run_id,
-                "dataset": contract.dataset,
-                "contract_version": contract.version,
-                "source": str(path),
-                **summary,
-                "output_files": [str(p) for p in outputs],
-                "quarantine_files": [str(p) for p in quarantine],
-            },
-            indent=2,
-            ensure_ascii=False,
-        )
-    )
-    return 0
+    return {**summary, "output_files": [str(p) for p in outputs], "quarantine_files": [str(p) for p in quarantine]}
 
 
 def _infer(args: argparse.Namespace) -> int:
@@ -224,8 +237,12 @@ def _infer(args: argparse.Namespace) -> int:
             inference = infer_contract(f, source_name=str(args.file), file_stem=args.file.stem, options=opts)
     except SluiceError as exc:
         return _fail(str(exc))
-    except (OSError, ValueError) as exc:
-        return _fail(f"{args.file}: {exc}")
+    except OSError as exc:
+        return _fail(f"{exc.filename or args.file}: {exc.strerror or exc}")
+    except Exception as exc:  # a bug: still one clear line, no traceback (SLUICE_DEBUG=1 shows it)
+        if os.environ.get("SLUICE_DEBUG"):
+            raise
+        return _fail(internal_error(args.file, exc))
     sys.stdout.write(inference.to_yaml(args.file.name))
     return 0
 
