@@ -1,4 +1,4 @@
-"""Merge function: publish the parts the byte ranges of a fan-out staged as one run."""
+"""Merge function: combine the parts the byte ranges of a fan-out left into one run manifest."""
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -19,7 +19,7 @@ metrics = Metrics()
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: PlanResult, context: LambdaContext) -> TransformResult:
-    """Check every range left its part, apply the reject threshold, publish outputs and run manifest."""
+    """Check every range left its part, apply the reject threshold, write the quarantine and run manifest."""
     cfg = settings()
     logger.append_keys(dataset=event["dataset"], key=event["source"]["key"])
     contract = contract_by_name(event["dataset"], contracts(cfg.contracts_dir))
@@ -27,7 +27,6 @@ def handler(event: PlanResult, context: LambdaContext) -> TransformResult:
         event,
         contract,
         S3Store(),
-        curated_bucket=cfg.curated_bucket,
         quarantine_bucket=cfg.quarantine_bucket,
         work_bucket=cfg.work_bucket,
         staging_root=cfg.staging_dir,

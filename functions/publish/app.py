@@ -1,8 +1,9 @@
-"""Publish function: put a run's partial aggregates on the Kinesis stream, once per run.
+"""Publish function: put a committed run's partial aggregates on the Kinesis stream, once per run.
 
-Exactness does not depend on running once: records carry run id, sequence and source, and the
-aggregator counts each (item, source) once. Powertools idempotency (keyed by run id) only saves a
-duplicate invocation - a Step Functions retry after a lost response, a redrive - from re-putting.
+Exactness does not depend on running once: records carry run id, sequence, source and the run's
+commit order, and the aggregator counts each (item, source) once. Powertools idempotency (keyed
+by run id) only saves a duplicate invocation - a Step Functions retry after a lost response, a
+redrive - from re-putting.
 """
 
 import os
@@ -21,9 +22,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sluice.adapters.clients import RETRIES
 from sluice.adapters.kinesis import KinesisPublisher
+from sluice.adapters.runs_table import DynamoRunTable
 from sluice.adapters.s3 import S3Store
-from sluice.payloads import TransformResult
-from sluice.publication import Published, publish_run
+from sluice.payloads import CommittedResult
+from sluice.publication import Published, publish_committed, publish_run
 from sluice.settings import settings
 
 logger = Logger()
@@ -32,9 +34,9 @@ metrics = Metrics()
 IDEMPOTENCY = IdempotencyConfig(event_key_jmespath="run_id", expires_after_seconds=14 * 24 * 3600)
 
 
-def _publish(run: TransformResult) -> Published:
+def _publish(run: CommittedResult, retired: list[str]) -> Published:
     stream = KinesisPublisher(os.environ["STREAM_NAME"])
-    return publish_run(run, S3Store(), stream, work_bucket=settings().work_bucket)
+    return publish_run(run, S3Store(), stream, work_bucket=settings().work_bucket, retired=retired)
 
 
 @cache
@@ -48,11 +50,12 @@ def _publish_once() -> Callable[..., Published]:
 @logger.inject_lambda_context(correlation_id_path="run_id")
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def handler(event: TransformResult, context: LambdaContext) -> dict[str, Any]:
-    """Publish the run's partials; returns the input plus ``records`` (and ``withdrawn``)."""
+def handler(event: CommittedResult, context: LambdaContext) -> dict[str, Any]:
+    """Publish the run's partials and mark it SUCCEEDED; returns the input plus ``records`` (and ``withdrawn``)."""
     IDEMPOTENCY.register_lambda_context(context)
     logger.append_keys(dataset=event["dataset"])
-    published = _publish_once()(run=event)
+    runs = DynamoRunTable(settings().runs_table)
+    published = publish_committed(event, runs, lambda run, retired: _publish_once()(run=run, retired=retired))
     metrics.add_metric("PartialsPublished", MetricUnit.Count, published["records"])
-    logger.info("published", records=published["records"], withdrawn=published["withdrawn"])
+    logger.info("published", **published)
     return {**event, **published}

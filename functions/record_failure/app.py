@@ -1,4 +1,4 @@
-"""RecordFailure function: record a failed run with the reason Step Functions caught."""
+"""RecordFailure function: record why a run's execution failed, with the reason Step Functions caught."""
 
 from typing import Any
 
@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sluice.adapters.runs_table import DynamoRunTable
 from sluice.payloads import FailureInput
-from sluice.runs import failed_record
+from sluice.runs import FAILED, failed_record
 from sluice.settings import settings
 
 logger = Logger()
@@ -20,16 +20,28 @@ metrics = Metrics()
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: FailureInput, context: LambdaContext) -> dict[str, Any]:
-    """Write the FAILED record; the raw object is left untouched."""
+    """Write the failure into the run's record; the raw object and committed data are left untouched.
+
+    A run that failed before its commit becomes FAILED (metric ``RunsFailed``); one that failed
+    after it (Publish) keeps its committed state and data (metric ``CommittedRunsIncomplete``).
+    """
     cfg = settings()
     runs = DynamoRunTable(cfg.runs_table)
     record = failed_record(event, runs.get_run(event["run_id"]), cfg.run_retention_days)
     runs.put_run(record)
-    metrics.add_metric("RunsFailed", MetricUnit.Count, 1)
-    logger.warning("run failed", error_type=record["error_type"], reason=record["reason"])
+    before_commit = record["status"] == FAILED
+    metrics.add_metric("RunsFailed" if before_commit else "CommittedRunsIncomplete", MetricUnit.Count, 1)
+    logger.warning(
+        "run failed" if before_commit else "committed run's later step failed",
+        status=record["status"],
+        failed_step=record["failed_step"],
+        error_type=record["error_type"],
+        reason=record["reason"],
+    )
     return {
         "run_id": record["run_id"],
         "status": record["status"],
+        "failed_step": record["failed_step"],
         "error_type": record["error_type"],
         "reason": record["reason"],
     }

@@ -2,7 +2,7 @@
 
 Fed by the ingest queue (SQS wrapping EventBridge "Object Created"), or directly with an S3
 notification or EventBridge event. The execution name is the run id, derived from
-bucket/key/version, so a duplicate event starts nothing new.
+bucket/key/version, so a duplicate or late event starts nothing new.
 """
 
 from collections.abc import Mapping
@@ -14,7 +14,6 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sluice.adapters.runs_table import DynamoRunTable
 from sluice.adapters.sfn import StepFunctions
 from sluice.ingest import Started, is_sqs_event, start_runs
 from sluice.settings import contracts, settings
@@ -27,9 +26,7 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 def _start(event: dict[str, Any]) -> list[Started]:
     cfg = settings()
-    done = start_runs(
-        event, contracts(cfg.contracts_dir), StepFunctions(), DynamoRunTable(cfg.runs_table), cfg.state_machine_arn
-    )
+    done = start_runs(event, contracts(cfg.contracts_dir), StepFunctions(), cfg.state_machine_arn)
     for s in done:
         logger.info("run started" if s.started else "run already exists", run_id=s.run_id, key=s.key)
         metrics.add_metric("RunsStarted" if s.started else "DuplicateEvents", MetricUnit.Count, 1)

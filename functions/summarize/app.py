@@ -1,34 +1,41 @@
-"""Summarize function: record a succeeded run and retire earlier versions of the same key."""
+"""Summarize function: commit a converted run and record its summary.
 
-from typing import Any
+The commit (``sluice.commit``) publishes the run's staged Parquet and retires the previous
+version of the same raw key in one decided step; the run's record then says COMMITTED (or
+SUPERSEDED, when a newer version of the key is already live).
+"""
 
-from aws_lambda_powertools import Logger, Tracer
+from datetime import timedelta
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sluice.adapters.runs_table import DynamoRunTable
 from sluice.adapters.s3 import S3Store
-from sluice.payloads import TransformResult
-from sluice.runs import succeeded_record, supersede_older_versions
+from sluice.commit import Committer
+from sluice.payloads import CommittedResult, TransformResult
 from sluice.settings import settings
 
 logger = Logger()
 tracer = Tracer()
+metrics = Metrics()
 
 
 @logger.inject_lambda_context(correlation_id_path="run_id")
 @tracer.capture_lambda_handler
-def handler(event: TransformResult, context: LambdaContext) -> TransformResult:
-    """Write the run summary (counts, bytes, schema, timings, outputs); pass the input on.
-
-    Runs of earlier versions this one replaced are listed in ``superseded_run_ids`` (Publish
-    withdraws their aggregates).
-    """
+@metrics.log_metrics
+def handler(event: TransformResult, context: LambdaContext) -> CommittedResult:
+    """Commit the run; returns the input plus ``commit`` (status, order, the run it retired)."""
     cfg = settings()
-    store, runs = S3Store(), DynamoRunTable(cfg.runs_table)
-    record: dict[str, Any] = succeeded_record(event, store.get_json(event["manifest_uri"]), cfg.run_retention_days)
-    runs.put_run(record)
-    superseded = supersede_older_versions(record, runs, store)
-    logger.info("run recorded", status=record["status"], superseded=superseded)
-    if superseded:
-        event["superseded_run_ids"] = superseded
-    return event
+    logger.append_keys(dataset=event["dataset"], key=event["source"]["key"])
+    committer = Committer(
+        DynamoRunTable(cfg.runs_table),
+        S3Store(),
+        cfg.run_retention_days,
+        lease=timedelta(seconds=cfg.commit_lease_seconds),
+    )
+    outcome = committer.commit(event)
+    metrics.add_metric("RunsCommitted" if outcome.status == "COMMITTED" else "RunsSuperseded", MetricUnit.Count, 1)
+    logger.info("committed", **outcome.to_json())
+    return CommittedResult(**event, commit=outcome.to_json())

@@ -39,7 +39,7 @@ def progress_log(total_bytes: int | None) -> ProgressHook:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: ValidateResult | RangeTask, context: LambdaContext) -> TransformResult | RangeResult:
-    """Convert the run's raw object, or the byte range of a fan-out item; names derive from the run id."""
+    """Convert the run's raw object, or one byte range of it, into staged Parquet; names derive from the run id."""
     cfg = settings()
     logger.append_keys(dataset=event["dataset"], key=event["source"]["key"])
     contract = contract_by_name(event["dataset"], contracts(cfg.contracts_dir))
@@ -51,6 +51,7 @@ def handler(event: ValidateResult | RangeTask, context: LambdaContext) -> Transf
             task,
             contract,
             S3Store(),
+            curated_bucket=cfg.curated_bucket,
             work_bucket=cfg.work_bucket,
             staging_root=cfg.staging_dir,
             progress=progress_log(rng["end"] - rng["start"]),

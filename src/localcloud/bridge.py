@@ -13,9 +13,11 @@ import json
 import re
 import threading
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import unquote
 
+from localcloud.faults import Fault, Faults
 from localcloud.pool import FunctionPool, InvokeResult
 from localcloud.server import WSGIApp
 
@@ -33,8 +35,8 @@ class Control(Protocol):
     def describe(self) -> dict[str, Any]:
         """``{endpoint, resources, pid, stack, region}``."""
 
-    def tick(self) -> list[InvokeResult]:
-        """Fire every schedule."""
+    def tick(self, at: datetime | None = None) -> list[InvokeResult]:
+        """Fire every schedule (as if at `at`)."""
 
     def wait_idle(self, timeout: float = 120, *, flush_windows: bool = True) -> None:
         """Block until nothing is in flight."""
@@ -44,6 +46,10 @@ class Control(Protocol):
 
     def run_async(self, pool: FunctionPool, event: Any) -> None:
         """Invoke in the background (``InvocationType=Event``)."""
+
+    @property
+    def faults(self) -> Faults:
+        """The armed faults."""
 
 
 def _json_response(
@@ -129,6 +135,9 @@ class Bridge:
             ("POST", "/_sluice/wait-idle"): self._wait_idle,
             ("POST", "/_sluice/flush-windows"): self._flush,
             ("POST", "/_sluice/invoke"): self._invoke_route,
+            ("GET", "/_sluice/faults"): self._faults_armed,
+            ("POST", "/_sluice/faults"): self._arm_fault,
+            ("DELETE", "/_sluice/faults"): self._clear_faults,
         }
         route = routes.get((method, path))
         if route is None:
@@ -142,7 +151,25 @@ class Bridge:
         return _json_response(start_response, status, payload)
 
     def _tick(self, body: dict[str, Any]) -> tuple[str, Any]:
-        return "200 OK", {"results": [r.to_json() for r in self._control.tick()]}
+        at = datetime.fromisoformat(str(body["at"]).replace("Z", "+00:00")) if body.get("at") else None
+        if at is not None and at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        return "200 OK", {"results": [r.to_json() for r in self._control.tick(at)]}
+
+    def _faults_armed(self, body: dict[str, Any]) -> tuple[str, Any]:
+        return "200 OK", {"faults": [f.to_json() for f in self._control.faults.armed()]}
+
+    def _arm_fault(self, body: dict[str, Any]) -> tuple[str, Any]:
+        fault = Fault.from_json(body)
+        pool = self._control.find_pool(fault.function)
+        if pool is None:
+            return "404 Not Found", {"error": f"no function {fault.function!r} in this stack"}
+        fault.function = pool.spec.logical_id
+        self._control.faults.arm(fault)
+        return "200 OK", {"armed": fault.to_json()}
+
+    def _clear_faults(self, body: dict[str, Any]) -> tuple[str, Any]:
+        return "200 OK", {"cleared": [f.to_json() for f in self._control.faults.clear()]}
 
     def _wait_idle(self, body: dict[str, Any]) -> tuple[str, Any]:
         self._control.wait_idle(float(body.get("timeout", 120)), flush_windows=bool(body.get("flush_windows", True)))

@@ -7,6 +7,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from localcloud import postdeploy, sdk
 from localcloud.bridge import Bridge
 from localcloud.deploy import Deployment, deploy
+from localcloud.faults import Faults
 from localcloud.pool import FunctionPool, InvokeResult
 from localcloud.routers import Router
 from localcloud.routers.kinesis import KinesisMapping, KinesisRouter
@@ -75,6 +77,7 @@ class LocalCloud:
         self._roles: dict[str, str] = {}
         self._routers: list[Router] = []
         self._schedule: ScheduleRouter | None = None
+        self.faults = Faults()
         self._async = 0
         self._async_lock = threading.Lock()
 
@@ -118,7 +121,8 @@ class LocalCloud:
         for lid, fn in dep.functions.items():
             config = lam.get_function_configuration(FunctionName=fn.name)
             spec = function_spec(fn, config, layout, env)
-            self._pools[lid] = FunctionPool(spec, self.workers_per_function, self.log_dir / f"{lid}.log", self._emit)
+            log = self.log_dir / f"{lid}.log"
+            self._pools[lid] = FunctionPool(spec, self.workers_per_function, log, self._emit, self.faults)
             self._by_name[fn.name] = lid
             self._roles[lid] = str(config.get("Role", ""))
 
@@ -221,11 +225,14 @@ class LocalCloud:
 
         threading.Thread(target=run, daemon=True, name=f"async-{pool.spec.logical_id}").start()
 
-    def tick(self) -> list[InvokeResult]:
-        """Fire every schedule (EventBridge rule with a schedule expression) with a real Scheduled Event."""
+    def tick(self, at: datetime | None = None) -> list[InvokeResult]:
+        """Fire every schedule (EventBridge rule with a schedule expression) with a real Scheduled Event.
+
+        `at` is the event's ``time``: the scheduled functions act as if it were then.
+        """
         if self._schedule is None:
             raise RuntimeError("local cloud not started")
-        return self._schedule.tick()
+        return self._schedule.tick(at)
 
     # ------------------------------------------------------------------ idleness
     def flush_windows(self, timeout: float = 60) -> None:

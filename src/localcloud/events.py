@@ -154,3 +154,30 @@ def scheduled_event(rule_arn: str, region: str, account: str, now: float | None 
         "resources": [rule_arn],
         "detail": {},
     }
+
+
+def object_created_event(
+    bucket: str, key: str, head: Mapping[str, Any], region: str, account: str, *, now: float | None = None
+) -> dict[str, Any]:
+    """EventBridge's ``Object Created`` event of the object version `head` (a HeadObject response) describes."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": account,
+        "time": iso(datetime.now(UTC).timestamp() if now is None else now),
+        "region": region,
+        "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": {
+                "key": key,
+                "size": int(head.get("ContentLength", 0)),
+                "etag": str(head.get("ETag", "")).strip('"'),
+                "version-id": head.get("VersionId"),
+            },
+            "reason": "PutObject",
+        },
+    }

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from localcloud.faults import Faults
 from localcloud.worker import read_frame, write_frame
 
 WORKER_SCRIPT = Path(__file__).with_name("worker.py")
@@ -183,8 +184,11 @@ class _Worker:
 class FunctionPool:
     """Up to ``size`` warm workers of one function."""
 
-    def __init__(self, spec: FunctionSpec, size: int, log_path: Path, sink: EventSink) -> None:
+    def __init__(
+        self, spec: FunctionSpec, size: int, log_path: Path, sink: EventSink, faults: Faults | None = None
+    ) -> None:
         self.spec = spec
+        self._faults = faults or Faults()
         self._size = max(1, size)
         self._sink = sink
         self._idle: deque[_Worker] = deque()
@@ -251,17 +255,27 @@ class FunctionPool:
             self.in_flight += 1
         self._sink("invoke", {"function": self.spec.logical_id, "request_id": request_id})
         started = time.monotonic()
+        fault = self._faults.take(self.spec.logical_id, event)
+        error: str | None
         try:
-            worker = self._acquire()
-            try:
-                error, body, logs = worker.invoke(request_id, event, limit)
-            finally:
-                self._release(worker)
+            if fault is not None and fault.delay:
+                time.sleep(fault.delay)
+            if fault is not None and fault.error and fault.when == "before":
+                error, body, logs = "Unhandled", "", "[local cloud] the handler did not run\n"
+            else:
+                worker = self._acquire()
+                try:
+                    error, body, logs = worker.invoke(request_id, event, limit)
+                finally:
+                    self._release(worker)
         finally:
             with self._cond:
                 self.in_flight -= 1
         duration = (time.monotonic() - started) * 1000
         payload = json.loads(body) if body else None
+        if fault is not None and fault.error:
+            error, payload = "Unhandled", fault.failure()
+            logs += f"[local cloud] invocation failed by an injected fault ({fault.when}): {fault.error}\n"
         self._sink(
             "invoked",
             {

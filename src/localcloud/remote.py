@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -125,10 +126,20 @@ class RemoteCloud:
         body = {"function": function, "event": event, "timeout": timeout}
         return InvokeResult.from_json(self._call("POST", "/_sluice/invoke", body, timeout=timeout + 30))
 
-    def tick(self) -> list[InvokeResult]:
-        """Fire every schedule once."""
-        results = self._call("POST", "/_sluice/tick", {}, timeout=960)["results"]
+    def tick(self, at: datetime | None = None) -> list[InvokeResult]:
+        """Fire every schedule once, as if at `at` (the Scheduled Event's ``time``; default now)."""
+        body = {"at": at.isoformat()} if at is not None else {}
+        results = self._call("POST", "/_sluice/tick", body, timeout=960)["results"]
         return [InvokeResult.from_json(r) for r in results]
+
+    def inject_fault(self, function: str, **fault: Any) -> dict[str, Any]:
+        """Arm a fault on `function` (see ``localcloud.faults.Fault`` for the fields); returns it."""
+        armed: dict[str, Any] = self._call("POST", "/_sluice/faults", {"function": function, **fault}, timeout=10)
+        return dict(armed["armed"])
+
+    def clear_faults(self) -> list[dict[str, Any]]:
+        """Disarm every fault; returns them with how often each hit."""
+        return list(self._call("DELETE", "/_sluice/faults", {}, timeout=10)["cleared"])
 
     def wait_idle(self, timeout: float = 120, *, flush_windows: bool = True) -> None:
         """Block until the cloud is idle (see ``LocalCloud.wait_idle``).

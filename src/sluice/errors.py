@@ -4,9 +4,22 @@ Class names are part of the API: the state machine's ``Catch`` clauses match the
 (a Lambda error's ``errorType`` is the exception class name).
 """
 
+MAX_MESSAGE = 8_000  # characters: a Step Functions state (the caught error included) holds at most 256 KiB
+
 
 class SluiceError(Exception):
-    """Base of every error sluice raises on purpose."""
+    """Base of every error sluice raises on purpose.
+
+    A message longer than :data:`MAX_MESSAGE` (a header of thousands of unexpected columns, say)
+    is cut, saying how much was cut: the error travels in the state machine's payload to
+    RecordFailure, and an execution whose payload overflows would end with no run record at all.
+    """
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        text = str(message)
+        if len(text) > MAX_MESSAGE:
+            text = f"{text[:MAX_MESSAGE]}... [{len(text) - MAX_MESSAGE:,} more characters cut]"
+        super().__init__(text, *args)
 
 
 class ContractError(SluiceError):
@@ -38,3 +51,15 @@ class RejectThresholdError(InputRejectedError):
 
 class TransientError(SluiceError):
     """A retryable failure of a dependency (throttling, timeouts)."""
+
+
+class CommitConflictError(TransientError):
+    """Another commit of the same raw key moved first; the commit retries on the new state."""
+
+
+class CommitBusyError(TransientError):
+    """Another run of the same raw key holds the key's commit lease; the commit retries after it."""
+
+
+class RunNotCommittableError(SluiceError):
+    """The run cannot commit any more (cleanup failed it as stuck, or it already failed)."""

@@ -4,22 +4,14 @@ Plan reads the file's header the way :func:`sluice.transform.convert` does, then
 into ranges that each start on a line: the boundary after ``i * range_bytes`` is the byte after
 the first LF at or past it (found with small ranged GETs), so CRLF stays whole and no byte is
 lost or read twice. A Distributed Map converts every range (``sluice.landing.land_range``) into
-staged parts; Merge checks that every range left its part, applies the reject threshold to the
-totals, copies the staged Parquet to the curated bucket, concatenates the quarantines with
+parts, staging their Parquet like a single worker would; Merge checks that every range left
+its part, applies the reject threshold to the totals, concatenates the quarantines with
 file-wide line numbers, combines the partial aggregates and writes the run manifest exactly like
-the single-worker path, so Summarize and Publish cannot tell the difference.
-
-Work-bucket layout of a fan-out run::
-
-    plans/<run_id>/ranges.json              items of the Distributed Map (ItemReader)
-    parts/<run_id>/<index>.json             part manifest, written last: the range is complete
-    parts/<run_id>/<index>/curated/<key>    staged Parquet, <key> its final curated key
-    parts/<run_id>/<index>/rejected.csv     the range's quarantine (lines count from the range)
-    parts/<run_id>/<index>/report.json
-    parts/<run_id>/<index>/partials.json    the range's partial aggregates
+the single-worker path, so the commit, Summarize and Publish cannot tell the difference. The
+work-bucket keys are named in :mod:`sluice.layout`.
 
 ``parts/`` and ``plans/`` expire by lifecycle rule, so a failed fan-out leaves nothing behind
-for long; Merge deletes a run's parts once the run's outputs are in place.
+for long; Merge deletes a run's parts once its manifest is written.
 """
 
 from __future__ import annotations
@@ -32,21 +24,20 @@ import math
 import os
 import re
 import shutil
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
+from sluice import layout
 from sluice.aggregates import combine_partials
 from sluice.contracts import Contract
 from sluice.errors import SluiceError
-from sluice.landing import manifest_key, part_manifest_key, parts_prefix, quarantine_prefix
+from sluice.manifest import OutputRef, RunManifest
 from sluice.payloads import ByteRange, PlanRef, PlanResult, SourceObject, TransformResult, ValidateResult
 from sluice.ports import ObjectStore
 from sluice.preflight import describe
-from sluice.publication import partials_key
 from sluice.quarantine import HEADER as QUARANTINE_HEADER
 from sluice.quarantine import over_threshold, threshold_error
 from sluice.uris import s3_uri
@@ -78,12 +69,6 @@ class FanoutSettings:
             range_bytes=int(env.get("FANOUT_RANGE_BYTES", str(default.range_bytes))),
             max_concurrency=int(env.get("FANOUT_MAX_CONCURRENCY", str(default.max_concurrency))),
         )
-
-
-# ---------------------------------------------------------------------------------------- names
-def plan_key(run_id: str) -> str:
-    """Work-bucket key of a fan-out's ranges (a JSON array of :class:`ByteRange`)."""
-    return f"plans/{run_id}/ranges.json"
 
 
 # ---------------------------------------------------------------------------------------- plan
@@ -238,7 +223,7 @@ def plan_run(
         size = int(store.head(source["bucket"], source["key"], source.get("version_id"))["ContentLength"])
     head = read_file_head(store, source, size, contract)
     ranges = plan_ranges(store, source, size, head.data_start, settings.range_bytes)
-    key = plan_key(run["run_id"])
+    key = layout.plan_key(run["run_id"])
     store.put_json(work_bucket, key, ranges)
     plan = PlanRef(
         bucket=work_bucket,
@@ -274,8 +259,8 @@ def shift_message(message: str, where: str, local: int, line: int) -> str:
 
 
 def _read_parts(store: ObjectStore, bucket: str, run_id: str, ranges: Sequence[ByteRange]) -> list[dict[str, Any]]:
-    present = {key for key, _, _ in store.list_keys(bucket, parts_prefix(run_id))}
-    missing = [r["index"] for r in ranges if part_manifest_key(run_id, r["index"]) not in present]
+    present = {key for key, _, _ in store.list_keys(bucket, layout.parts_prefix(run_id))}
+    missing = [r["index"] for r in ranges if layout.part_manifest_key(run_id, r["index"]) not in present]
     if missing:
         shown = ", ".join(map(str, missing[:20])) + (" ..." if len(missing) > 20 else "")
         raise FanoutIncompleteError(
@@ -285,7 +270,7 @@ def _read_parts(store: ObjectStore, bucket: str, run_id: str, ranges: Sequence[B
         )
     parts = []
     for r in ranges:
-        part: dict[str, Any] = store.get_json(s3_uri(bucket, part_manifest_key(run_id, r["index"])))
+        part: dict[str, Any] = store.get_json(s3_uri(bucket, layout.part_manifest_key(run_id, r["index"])))
         if (part.get("run_id"), part.get("start"), part.get("end")) != (run_id, r["start"], r["end"]):
             raise FanoutIncompleteError(
                 f"run {run_id}: part {r['index']} covers bytes {part.get('start')}-{part.get('end')} of run "
@@ -388,45 +373,23 @@ class _Quarantine:
 
 
 def _delete_parts(store: ObjectStore, bucket: str, run_id: str) -> None:
-    """Remove a run's staged parts: data first, part manifests last (they mark parts as complete)."""
-    keys = [key for key, _, _ in store.list_keys(bucket, parts_prefix(run_id))]
-    manifests = [k for k in keys if k.endswith(".json") and "/" not in k[len(parts_prefix(run_id)) :]]
+    """Remove a run's parts: data first, part manifests last (they mark parts as complete)."""
+    prefix = layout.parts_prefix(run_id)
+    keys = [key for key, _, _ in store.list_keys(bucket, prefix)]
+    manifests = [k for k in keys if k.endswith(".json") and "/" not in k[len(prefix) :]]
     store.delete_keys(bucket, [k for k in keys if k not in manifests])
     store.delete_keys(bucket, manifests)
 
 
-def _merged_already(store: ObjectStore, bucket: str, run: PlanResult) -> TransformResult | None:
-    """The result of an earlier Merge of this run (a retry after it finished), else None."""
-    key = manifest_key(run["run_id"])
+def _merged_already(store: ObjectStore, bucket: str, run: PlanResult) -> RunManifest | None:
+    """The manifest of an earlier Merge of this run (a retry after it finished), else None."""
+    key = layout.manifest_key(run["run_id"])
     if not any(k == key for k, _, _ in store.list_keys(bucket, key)):
         return None
-    manifest = store.get_json(s3_uri(bucket, key))
-    fanout = manifest.get("fanout") or {}
-    if fanout.get("plan_uri") != s3_uri(run["plan"]["bucket"], run["plan"]["key"]):
+    manifest = RunManifest.from_json(store.get_json(s3_uri(bucket, key)))
+    if (manifest.fanout or {}).get("plan_uri") != s3_uri(run["plan"]["bucket"], run["plan"]["key"]):
         return None
-    return _result(run, manifest, s3_uri(bucket, key), int(fanout.get("duration_ms", 0)))
-
-
-def _result(run: PlanResult, manifest: Mapping[str, Any], manifest_uri: str, duration_ms: int) -> TransformResult:
-    result = TransformResult(
-        run_id=run["run_id"],
-        dataset=run["dataset"],
-        contract_version=run["contract_version"],
-        source=run["source"],
-        started_at=run["started_at"],
-        rows_in=manifest["rows_in"],
-        rows_out=manifest["rows_out"],
-        rows_rejected=manifest["rows_rejected"],
-        bytes_in=manifest["bytes_in"],
-        bytes_out=manifest["bytes_out"],
-        output_files=len(manifest["outputs"]),
-        manifest_uri=manifest_uri,
-        quarantine_uri=manifest.get("quarantine_uri"),
-        duration_ms=duration_ms,
-    )
-    if manifest.get("partials_uri"):
-        result["partials_uri"] = manifest["partials_uri"]
-    return result
+    return manifest
 
 
 def merge_run(
@@ -434,44 +397,44 @@ def merge_run(
     contract: Contract,
     store: ObjectStore,
     *,
-    curated_bucket: str,
     quarantine_bucket: str,
     work_bucket: str,
     staging_root: Path,
 ) -> TransformResult:
-    """Publish what the ranges of a fan-out staged, as one run; idempotent given the run id.
+    """Combine what the ranges of a fan-out left into one run manifest; idempotent given the run id.
+
+    The ranges' Parquet stays staged (``staging/<run_id>/``) for the commit to publish, exactly as
+    a single worker's would.
 
     Raises
     ------
     FanoutIncompleteError
-        A range left no part (or a stale one); nothing is published.
+        A range left no part (or a stale one); nothing is merged.
     RejectThresholdError
         The file as a whole broke ``max_reject_ratio``: the merged quarantine is published,
-        nothing is loaded, the staged parts are deleted.
+        nothing will be loaded, the parts are deleted.
 
     """
     run_id, plan = run["run_id"], run["plan"]
+    planned = datetime.fromisoformat(plan["planned_at"])
     done = _merged_already(store, work_bucket, run)
     if done is not None:
         _delete_parts(store, work_bucket, run_id)
-        return done
+        duration = int((done.fanout or {}).get("duration_ms", 0))
+        return done.result(s3_uri(work_bucket, layout.manifest_key(run_id)), run["started_at"], duration)
     ranges: list[ByteRange] = store.get_json(s3_uri(plan["bucket"], plan["key"]))
     _check_plan(ranges, plan, run["source"].get("size"))
     parts = _read_parts(store, work_bucket, run_id, ranges)
     offsets = line_offsets(plan["header_lines"], [int(p["lines"]) for p in parts])
     rows_in = sum(int(p["rows_in"]) for p in parts)
     rows_out = sum(int(p["rows_out"]) for p in parts)
-    summary = {
-        "run_id": run_id,
-        "rows_in": rows_in,
-        "rows_out": rows_out,
-        "blank_lines": plan["leading_blank_lines"] + sum(int(p["blank_lines"]) for p in parts),
-    }
+    blank_lines = plan["leading_blank_lines"] + sum(int(p["blank_lines"]) for p in parts)
+    summary = {"run_id": run_id, "rows_in": rows_in, "rows_out": rows_out, "blank_lines": blank_lines}
     staging = staging_root / f"{run_id}-merge"
     shutil.rmtree(staging, ignore_errors=True)
     where = describe(run["source"])
     quarantine = _Quarantine(staging, where, contract.label)
-    prefix = quarantine_prefix(contract.dataset, run_id)
+    prefix = layout.quarantine_prefix(contract.dataset, run_id)
     try:
         quarantine.merge(store, work_bucket, parts, offsets)
         quarantine.write_report(summary)
@@ -485,18 +448,7 @@ def merge_run(
         quarantine_uri = quarantine.publish(store, quarantine_bucket, prefix) if rejected else None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    outputs = []
-    for part in parts:
-        for out in part["outputs"]:
-            store.copy(work_bucket, out["staged_key"], curated_bucket, out["key"])
-            outputs.append(
-                {
-                    "uri": s3_uri(curated_bucket, out["key"]),
-                    "rows": out["rows"],
-                    "bytes": out["bytes"],
-                    "partition": out["partition"],
-                }
-            )
+    outputs = tuple(OutputRef.from_json(o) for p in parts for o in p["outputs"])
     partials_uri = None
     if contract.aggregates is not None:
         records = combine_partials(
@@ -504,34 +456,33 @@ def merge_run(
             run_id=run_id,
             contract_version=contract.version,
         )
-        partials_uri = store.put_json(work_bucket, partials_key(run_id), records)
+        partials_uri = store.put_json(work_bucket, layout.partials_key(run_id), records)
     with_rows = [p for p in parts if p["rows_out"]] or parts
-    planned = datetime.fromisoformat(plan["planned_at"])
     duration_ms = int((datetime.now(UTC) - planned).total_seconds() * 1000)
-    manifest: dict[str, Any] = {
-        **summary,
-        "rows_rejected": rejected,
-        "bytes_in": plan["header_bytes"] + sum(int(p["bytes_in"]) for p in parts),
-        "bytes_out": sum(int(o["bytes"]) for o in outputs),
-        "rejects_by_rule": dict(sorted(quarantine.counts.items())),
-        "schema": with_rows[0]["schema"],
-        "partition_columns": with_rows[0]["partition_columns"],
-        "outputs": outputs,
-        "rejected_path": None,
-        "report_path": None,
-        "dataset": contract.dataset,
-        "contract_version": contract.version,
-        "source": dict(run["source"]),
-        "quarantine_uri": quarantine_uri,
-        "partials_uri": partials_uri,
-        "fanout": {
+    manifest = RunManifest(
+        run_id=run_id,
+        dataset=contract.dataset,
+        contract_version=contract.version,
+        source=dict(run["source"]),
+        rows_in=rows_in,
+        rows_out=rows_out,
+        rows_rejected=rejected,
+        bytes_in=plan["header_bytes"] + sum(int(p["bytes_in"]) for p in parts),
+        bytes_out=sum(o.bytes for o in outputs),
+        blank_lines=blank_lines,
+        rejects_by_rule=dict(sorted(quarantine.counts.items())),
+        schema=with_rows[0]["schema"],
+        partition_columns=with_rows[0]["partition_columns"],
+        outputs=outputs,
+        quarantine_uri=quarantine_uri,
+        partials_uri=partials_uri,
+        fanout={
             "plan_uri": s3_uri(plan["bucket"], plan["key"]),
             "ranges": len(parts),
             "range_bytes": plan["range_bytes"],
             "duration_ms": duration_ms,
         },
-    }
-    began = time.monotonic()
-    uri = store.put_json(work_bucket, manifest_key(run_id), manifest)
+    )
+    uri = store.put_json(work_bucket, layout.manifest_key(run_id), manifest.to_json())
     _delete_parts(store, work_bucket, run_id)
-    return _result(run, manifest, uri, duration_ms + int((time.monotonic() - began) * 1000))
+    return manifest.result(uri, run["started_at"], duration_ms)

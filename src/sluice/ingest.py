@@ -2,7 +2,8 @@
 
 The Start function accepts every shape a user feeds it: S3 notification ``Records`` (what
 ``sam local generate-event s3 put`` makes), EventBridge "Object Created", and SQS messages
-wrapping either. Keys are URL-decoded.
+wrapping either. Keys are read as each source encodes them: S3 notification records URL-encode
+the key (a space as ``+``), EventBridge events carry it as it is (a ``+`` is a plus).
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, S3Eve
 from sluice.contracts import Contract, resolve_dataset
 from sluice.errors import SluiceError, UnknownDatasetError
 from sluice.payloads import RunInput, SourceObject
-from sluice.ports import Executions, RunTable
+from sluice.ports import Executions
 from sluice.runid import run_id_for
-from sluice.runs import RUNNING, SUCCEEDED, source_uri
 
 UNKNOWN_DATASET = "unknown"
 
@@ -44,16 +44,18 @@ def sources_in(event: Mapping[str, Any]) -> Iterator[SourceObject]:
                 version_id=obj.version_id,
                 etag=obj.etag or None,
                 size=int(obj.get("size") or 0),
+                sequencer=obj.get("sequencer"),
             )
     elif event.get("detail-type") == "Object Created":
         detail = EventBridgeEvent(dict(event)).detail
         obj = detail["object"]
         yield SourceObject(
             bucket=detail["bucket"]["name"],
-            key=unquote_plus(obj["key"]),
+            key=obj["key"],  # not URL-encoded in EventBridge events
             version_id=obj.get("version-id"),
             etag=obj.get("etag") or obj.get("eTag"),  # AWS sends "etag"; moto's local events "eTag"
             size=int(obj.get("size") or 0),
+            sequencer=obj.get("sequencer"),
         )
     else:
         raise UnrecognisedEventError(
@@ -69,7 +71,7 @@ def is_sqs_event(event: Mapping[str, Any]) -> bool:
 
 
 def run_input_for(
-    source: SourceObject, contracts: Sequence[Contract], now: datetime | None = None, *, with_version: bool = False
+    source: SourceObject, contracts: Sequence[Contract], now: datetime | None = None, *, attempt: int = 1
 ) -> RunInput:
     """The execution input for one raw object; an unclaimed key still gets a run (which will fail)."""
     try:
@@ -77,7 +79,7 @@ def run_input_for(
     except UnknownDatasetError:
         dataset = UNKNOWN_DATASET
     return RunInput(
-        run_id=run_id_for(dataset, source, with_version=with_version),
+        run_id=run_id_for(dataset, source, attempt=attempt),
         dataset=dataset,
         source=source,
         received_at=(now or datetime.now(UTC)).isoformat(timespec="milliseconds"),
@@ -90,29 +92,49 @@ class Started:
 
     run_id: str
     key: str
-    started: bool  # False: the run already existed (duplicate event)
-
-
-def _replaced_since(run_id: str, source: SourceObject, runs: RunTable) -> bool:
-    """Whether another content of the key succeeded after run `run_id` (content A, then B, then A)."""
-    history = [r for r in runs.runs_by_source(source_uri(source)) if r.get("status") in (SUCCEEDED, RUNNING)]
-    return bool(history) and history[0]["run_id"] != run_id
+    started: bool  # False: the run already existed (a duplicate or late event)
 
 
 def start_runs(
-    event: Mapping[str, Any],
-    contracts: Sequence[Contract],
-    executions: Executions,
-    runs: RunTable,
-    state_machine_arn: str,
+    event: Mapping[str, Any], contracts: Sequence[Contract], executions: Executions, state_machine_arn: str
 ) -> list[Started]:
-    """Start one execution per announced object content (names are deterministic)."""
+    """Start one execution per announced upload (names are deterministic: a repeated event starts nothing).
+
+    Which of several uploads of a key ends up live is decided by their version order at commit
+    (:mod:`sluice.commit`), not by the order their events arrive in.
+    """
     done = []
     for source in sources_in(event):
         run = run_input_for(source, contracts)
         started = executions.start(state_machine_arn, run["run_id"], run)
-        if not started and source.get("version_id") and _replaced_since(run["run_id"], source, runs):
-            run = run_input_for(source, contracts, with_version=True)
-            started = executions.start(state_machine_arn, run["run_id"], run)
         done.append(Started(run["run_id"], source["key"], started))
     return done
+
+
+MAX_ATTEMPTS = 99
+
+
+def rerun(
+    source: SourceObject, dataset: str, executions: Executions, state_machine_arn: str, now: datetime | None = None
+) -> Started:
+    """Start the next run of one upload: the first attempt whose execution name is free.
+
+    A rerun converges like any run: it commits only if its version is not older than the key's
+    live one (a rerun of the live version replaces its output with an identical one).
+
+    Raises
+    ------
+    SluiceError
+        Every attempt name is taken.
+
+    """
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        run = RunInput(
+            run_id=run_id_for(dataset, source, attempt=attempt),
+            dataset=dataset,
+            source=source,
+            received_at=(now or datetime.now(UTC)).isoformat(timespec="milliseconds"),
+        )
+        if executions.start(state_machine_arn, run["run_id"], run):
+            return Started(run["run_id"], source["key"], True)
+    raise SluiceError(f"s3://{source['bucket']}/{source['key']}: {MAX_ATTEMPTS} runs of this upload exist already")

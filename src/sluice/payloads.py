@@ -15,6 +15,8 @@ class SourceObject(TypedDict):
     version_id: NotRequired[str | None]
     etag: NotRequired[str | None]
     size: NotRequired[int]
+    # S3's event sequencer: orders the events of one key (events arrive in any order)
+    sequencer: NotRequired[str | None]
 
 
 class RunInput(TypedDict):
@@ -109,8 +111,23 @@ class TransformResult(TypedDict):
     duration_ms: int
     # JSON list of the run's partial aggregate records (sluice.aggregates.PartialAggregator.records)
     partials_uri: NotRequired[str]
-    # Runs of earlier versions of the same raw object this run replaced (Publish withdraws their aggregates)
-    superseded_run_ids: NotRequired[list[str]]
+
+
+class CommitInfo(TypedDict):
+    """What the commit did with a run (``sluice.commit.CommitOutcome``)."""
+
+    status: str  # COMMITTED | SUPERSEDED
+    live_run_id: str
+    seq: int | None  # the run's publication order among the key's commits
+    retired_run_id: str | None  # the previous version's run (Publish withdraws what it no longer has)
+    published: int
+    retired: int
+
+
+class CommittedResult(TransformResult):
+    """Output of Summarize: the converted run plus its commit."""
+
+    commit: CommitInfo
 
 
 class FailureInput(TypedDict):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -50,6 +51,10 @@ class ObjectStore(Protocol):
         """Delete `keys`; returns how many were deleted."""
         ...
 
+    def version_ids(self, bucket: str, key: str) -> list[str]:
+        """Version ids of `key`, newest first, as S3 orders them (empty when unversioned)."""
+        ...
+
 
 class RunTable(Protocol):
     """The runs table."""
@@ -78,10 +83,41 @@ class RunTable(Protocol):
         """Latest runs of all datasets, newest first."""
         ...
 
+    def get_head(self, source_uri: str) -> dict[str, Any] | None:
+        """The commit head of raw key `source_uri` (:class:`sluice.commit.Head` as a dict), or None."""
+        ...
+
+    def write_commit(
+        self, head: Mapping[str, Any], expected_rev: int, runs: Sequence[tuple[Mapping[str, Any], Sequence[str]]]
+    ) -> None:
+        """Atomically put `head` and run records, or nothing.
+
+        The write happens only if the stored head is still at revision `expected_rev` (0: no
+        head yet) and each run's stored status is one of its listed statuses (none listed: any).
+
+        Raises
+        ------
+        CommitConflictError
+            A condition failed: someone else moved the head or the run first.
+
+        """
+        ...
+
+    def transition(self, run_id: str, expected: Sequence[str], changes: Mapping[str, Any]) -> bool:
+        """Apply `changes` to the run's record if its status is one of `expected`; False if it is not."""
+        ...
+
 
 class Executions(Protocol):
     """Step Functions executions."""
 
     def start(self, state_machine_arn: str, name: str, payload: Mapping[str, Any]) -> bool:
         """Start an execution; False when one with `name` already exists."""
+        ...
+
+    def ended_badly_since(self, state_machine_arn: str, since: datetime) -> Iterator[dict[str, Any]]:
+        """Executions that failed, timed out or were aborted since `since`, newest first.
+
+        Each is ``{"name", "status", "stopped_at", "error", "cause", "input"}`` (input parsed).
+        """
         ...

@@ -1,4 +1,4 @@
-"""Run identity: the execution name, derived only from the source object."""
+"""Run identity: the execution name, derived only from the source object (and the attempt)."""
 
 import hashlib
 import re
@@ -9,21 +9,29 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 MAX_NAME = 80
 
 
-def run_id_for(dataset: str, source: SourceObject, *, with_version: bool = False) -> str:
-    """Deterministic Step Functions execution name for one content of a raw object.
+def upload_identity(source: SourceObject) -> str:
+    """What tells one upload of a key from another: version id, else S3's event sequencer, else ETag."""
+    version = source.get("version_id")
+    if version and version != "null":
+        return f"version:{version}"
+    if source.get("sequencer"):
+        return f"sequencer:{source['sequencer']}"
+    return f"etag:{(source.get('etag') or '').strip(chr(34))}"
 
-    The identity is bucket, key and ETag (the content), falling back to the version id when the
-    event carries no ETag: a duplicate event or a second upload of the same bytes hits
-    ``ExecutionAlreadyExists`` instead of starting a second run, and new content is a new run.
-    `with_version` adds the version id, for content that comes back after another version
-    replaced it (A, B, A). The name keeps the dataset and the file's stem readable and stays
-    within Step Functions' 80 characters of ``[A-Za-z0-9_-]``.
+
+def run_id_for(dataset: str, source: SourceObject, *, attempt: int = 1) -> str:
+    """Deterministic Step Functions execution name for one upload of a raw object.
+
+    The identity is bucket, key and the upload (:func:`upload_identity`): the same event
+    delivered twice, or late, hits ``ExecutionAlreadyExists`` instead of starting a second run,
+    and every new upload of the key - new content, or the same bytes dropped again after a
+    failed run - is a new run. `attempt` > 1 names a rerun of the same upload (``sluice
+    rerun``). The name keeps the dataset and the file's stem readable and stays within Step
+    Functions' 80 characters of ``[A-Za-z0-9_-]``.
     """
-    etag = (source.get("etag") or "").strip('"')
-    version = source.get("version_id") or ""
-    parts = [source["bucket"], source["key"], etag or f"version:{version}"]
-    if with_version:
-        parts.append(f"version:{version}")
+    parts = [source["bucket"], source["key"], upload_identity(source)]
+    if attempt > 1:
+        parts.append(f"attempt:{attempt}")
     digest = hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:20]
     stem = source["key"].rsplit("/", 1)[-1].rsplit(".", 1)[0]
     readable = _UNSAFE.sub("-", f"{dataset}-{stem}").strip("-")

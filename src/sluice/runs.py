@@ -1,4 +1,4 @@
-"""Run records: what the runs table holds about each run, and superseding older versions."""
+"""Run records: what the runs table holds about each run, and the states a run moves through."""
 
 from __future__ import annotations
 
@@ -7,11 +7,17 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sluice.manifest import RunManifest, output_uris
 from sluice.payloads import FailureInput, TransformResult, ValidateResult
-from sluice.ports import ObjectStore, RunTable
-from sluice.uris import split_uri
 
-RUNNING, SUCCEEDED, FAILED, SUPERSEDED = "RUNNING", "SUCCEEDED", "FAILED", "SUPERSEDED"
+# Run states (docs/commit-protocol.md draws them): what a record says is what readers see.
+RUNNING = "RUNNING"  # validating or converting; output staged where no reader looks
+FAILED = "FAILED"  # failed before the commit; nothing of it was ever visible
+COMMITTING = "COMMITTING"  # the commit decided: this is the key's live version; files being published
+COMMITTED = "COMMITTED"  # output visible, previous version retired; aggregates not (yet) published
+SUCCEEDED = "SUCCEEDED"  # committed and its aggregates published
+SUPERSEDED = "SUPERSEDED"  # a newer version of the key is live (its files retired, or never published)
+LIVE = (COMMITTING, COMMITTED, SUCCEEDED)  # states whose curated files are owned by a commit
 MAX_LISTED_OUTPUTS = 500
 
 
@@ -25,6 +31,11 @@ def _iso(moment: datetime) -> str:
 
 def _expiry(retention_days: int, moment: datetime) -> int:
     return int((moment + timedelta(days=retention_days)).timestamp())
+
+
+def head_id(source_uri: str) -> str:
+    """Runs-table id of the commit head of raw key `source_uri` (see :mod:`sluice.commit`)."""
+    return f"key#{source_uri}"
 
 
 def source_uri(source: Mapping[str, Any]) -> str:
@@ -57,13 +68,11 @@ def started_record(result: ValidateResult, retention_days: int) -> dict[str, Any
     }
 
 
-def succeeded_record(result: TransformResult, manifest: Mapping[str, Any], retention_days: int) -> dict[str, Any]:
-    """The SUCCEEDED record Summarize writes: counts, bytes, schema, timings, outputs."""
-    now = _now()
-    started = datetime.fromisoformat(result["started_at"])
-    outputs = [o["uri"] for o in manifest.get("outputs", [])]
+def summary_fields(result: TransformResult, manifest: RunManifest) -> dict[str, Any]:
+    """Counts, bytes, schema, outputs and timings of a converted run (its record from the commit on)."""
+    outputs = output_uris(manifest.outputs)
     return {
-        **_identity(result, SUCCEEDED),
+        **_identity(result, RUNNING),
         "rows_in": result["rows_in"],
         "rows_out": result["rows_out"],
         "rows_rejected": result["rows_rejected"],
@@ -71,20 +80,25 @@ def succeeded_record(result: TransformResult, manifest: Mapping[str, Any], reten
         "bytes_out": result["bytes_out"],
         "output_files": result["output_files"],
         "outputs": outputs if len(outputs) <= MAX_LISTED_OUTPUTS else None,
-        "partitions": sorted(
-            {
-                "/".join(f"{k}={v}" for k, v in o["partition"].items())
-                for o in manifest.get("outputs", [])
-                if o.get("partition")
-            }
-        )[:MAX_LISTED_OUTPUTS],
-        "schema": manifest.get("schema"),
-        "rejects_by_rule": manifest.get("rejects_by_rule") or None,
-        "blank_lines": manifest.get("blank_lines"),
+        "partitions": manifest.partitions[:MAX_LISTED_OUTPUTS],
+        "schema": manifest.schema,
+        "rejects_by_rule": manifest.rejects_by_rule or None,
+        "blank_lines": manifest.blank_lines,
         "manifest_uri": result["manifest_uri"],
         "quarantine_uri": result.get("quarantine_uri"),
         "transform_ms": result["duration_ms"],
         "started_at": result["started_at"],
+    }
+
+
+def finished(record: Mapping[str, Any], status: str, retention_days: int, **extra: Any) -> dict[str, Any]:
+    """`record` moved to `status` now: ``finished_at``, ``duration_ms``, ``updated_at``, a fresh expiry."""
+    now = _now()
+    started = datetime.fromisoformat(str(record.get("started_at") or _iso(now)))
+    return {
+        **record,
+        **extra,
+        "status": status,
         "finished_at": _iso(now),
         "duration_ms": int((now - started).total_seconds() * 1000),
         "updated_at": _iso(now),
@@ -105,53 +119,48 @@ def failure_reason(error: Mapping[str, str]) -> tuple[str, str]:
     return kind, cause
 
 
+def failed_step(failure: Mapping[str, object]) -> str:
+    """The state that failed, read off the payload it left (each state adds its own fields)."""
+    if "commit" in failure:
+        return "Publish"
+    if "manifest_uri" in failure:
+        return "Summarize"
+    if "plan" in failure:
+        return "TransformRanges/Merge"
+    if "mode" in failure:
+        return "Plan" if failure["mode"] == "fanout" else "Transform"
+    return "Validate"
+
+
 def failed_record(failure: FailureInput, previous: Mapping[str, Any] | None, retention_days: int) -> dict[str, Any]:
-    """The FAILED record: whatever was known of the run, plus the error and its reason."""
+    """The record of a run whose execution failed, with the error and its reason.
+
+    A run that failed before its commit becomes FAILED. A run already past the commit decision
+    (COMMITTING, COMMITTED, SUCCEEDED, SUPERSEDED) keeps its state: its data stays as committed,
+    and the error is recorded as ``error_type``/``reason`` beside it (``failed_step`` says
+    where), so that nothing, cleanup included, mistakes committed output for a failed run's.
+    """
     now = _now()
     kind, message = failure_reason(failure["error"])
     record: dict[str, Any] = dict(previous or {})
+    committed = record.get("status") in (*LIVE, SUPERSEDED)
     source = failure.get("source") or record.get("source")
     record.update(
         {
             "run_id": failure["run_id"],
             "dataset": failure.get("dataset") or record.get("dataset") or "unknown",
-            "status": FAILED,
+            "status": record["status"] if committed else FAILED,
             "error_type": kind,
             "reason": message[:4000],
             "started_at": record.get("started_at") or failure.get("started_at") or _iso(now),
-            "finished_at": _iso(now),
             "updated_at": _iso(now),
             "expires_at": _expiry(retention_days, now),
         }
     )
+    if not committed:
+        record["finished_at"] = _iso(now)
+    record["failed_step"] = failed_step(failure)
     if source:
         record["source"] = dict(source)
         record["source_uri"] = source_uri(source)
     return record
-
-
-def supersede_older_versions(current: Mapping[str, Any], runs: RunTable, store: ObjectStore) -> list[str]:
-    """Delete curated files of earlier versions of the same raw key, now that `current` succeeded.
-
-    Returns the run ids marked SUPERSEDED. Files the current run wrote are never touched.
-    """
-    mine = set(current.get("outputs") or [])
-    superseded = []
-    for old in runs.runs_by_source(current["source_uri"]):
-        if old["run_id"] == current["run_id"] or old.get("status") != SUCCEEDED:
-            continue
-        if str(old.get("started_at", "")) > str(current.get("started_at", "")):
-            continue  # a newer version landed meanwhile: it supersedes us, not the reverse
-        uris = old.get("outputs")
-        if uris is None and old.get("manifest_uri"):
-            uris = [o["uri"] for o in store.get_json(old["manifest_uri"]).get("outputs", [])]
-        by_bucket: dict[str, list[str]] = {}
-        for uri in uris or []:
-            if uri not in mine:
-                bucket, key = split_uri(uri)
-                by_bucket.setdefault(bucket, []).append(key)
-        for bucket, keys in by_bucket.items():
-            store.delete_keys(bucket, keys)
-        runs.put_run({**old, "status": SUPERSEDED, "superseded_by": current["run_id"], "updated_at": _iso(_now())})
-        superseded.append(old["run_id"])
-    return superseded

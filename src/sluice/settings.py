@@ -24,6 +24,7 @@ class Settings:
     state_machine_arn: str
     fanout_threshold_bytes: int
     run_retention_days: int
+    commit_lease_seconds: int
     staging_dir: Path
 
     @classmethod
@@ -41,6 +42,7 @@ class Settings:
             state_machine_arn=env.get("STATE_MACHINE_ARN", ""),
             fanout_threshold_bytes=int(env.get("FANOUT_THRESHOLD_BYTES", str(1 << 30))),
             run_retention_days=int(env.get("RUN_RETENTION_DAYS", "90")),
+            commit_lease_seconds=int(env.get("COMMIT_LEASE_SECONDS", "360")),
             staging_dir=Path(env.get("SLUICE_STAGING_DIR", "/tmp/sluice")),
         )
 

@@ -1,4 +1,4 @@
-"""How CLI commands reach a local cloud: the running one (``sluice local up``) or their own."""
+"""How CLI commands reach a cloud: the running local one (``sluice local up``), their own, or a deployed stack."""
 
 from __future__ import annotations
 
@@ -33,13 +33,43 @@ def project_root() -> Path:
 
 @dataclass(frozen=True)
 class Connection:
-    """Endpoint and physical resource names of a local cloud."""
+    """Endpoint and physical resource names of a local cloud (or, with ``local=False``, of a deployed stack)."""
 
     endpoint: str
     resources: dict[str, str]
+    local: bool = True
+    profile: str | None = None
+    region: str = REGION
+
+    @classmethod
+    def for_stack(
+        cls, stack: str, *, profile: str | None = None, region: str | None = None, endpoint: str | None = None
+    ) -> Connection:
+        """The resources of deployed CloudFormation stack `stack`, reached with the standard AWS credentials.
+
+        Raises
+        ------
+        SluiceError
+            The stack cannot be described (missing, no credentials, no permission).
+
+        """
+        session = boto3.session.Session(profile_name=profile, region_name=region)
+        cfn = session.client("cloudformation", endpoint_url=endpoint)
+        resources: dict[str, str] = {}
+        try:
+            for page in cfn.get_paginator("list_stack_resources").paginate(StackName=stack):
+                for r in page["StackResourceSummaries"]:
+                    if r.get("PhysicalResourceId"):
+                        resources[r["LogicalResourceId"]] = r["PhysicalResourceId"]
+        except Exception as exc:
+            raise SluiceError(f"cannot read the resources of stack {stack!r}: {exc}") from exc
+        return cls(endpoint or "", resources, local=False, profile=profile, region=session.region_name or REGION)
 
     def client(self, service: str) -> Any:
-        """A boto3 client bound to the local cloud."""
+        """A boto3 client bound to this cloud."""
+        if not self.local:
+            session = boto3.session.Session(profile_name=self.profile, region_name=self.region)
+            return session.client(service, endpoint_url=self.endpoint or None)  # type: ignore[call-overload]
         return boto3.session.Session().client(  # type: ignore[call-overload]
             service,
             endpoint_url=self.endpoint,
@@ -49,7 +79,14 @@ class Connection:
         )
 
     def sdk_env(self) -> dict[str, str]:
-        """Environment that points boto3 (and sluice's adapters) at the local cloud."""
+        """Environment that points boto3 (and sluice's adapters) at this cloud."""
+        if not self.local:
+            env = {"AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region}
+            if self.profile:
+                env["AWS_PROFILE"] = self.profile
+            if self.endpoint:
+                env["AWS_ENDPOINT_URL"] = self.endpoint
+            return env
         return {
             "AWS_ENDPOINT_URL": self.endpoint,
             "AWS_DEFAULT_REGION": REGION,
@@ -77,7 +114,8 @@ class Connection:
         try:
             return self.resources[logical_id]
         except KeyError:
-            raise SluiceError(f"the local cloud has no resource {logical_id!r}") from None
+            where = "the local cloud" if self.local else "the stack"
+            raise SluiceError(f"{where} has no resource {logical_id!r}") from None
 
 
 def running(root: Path | None = None) -> Connection:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -13,9 +12,10 @@ from typing import Any, TextIO
 from sluice.contracts import Contract, load_contract
 from sluice.errors import RejectThresholdError, SluiceError
 from sluice.infer import InferOptions, infer_contract
+from sluice.landing import LocalDir, land
 from sluice.payloads import SourceObject
 from sluice.runid import run_id_for
-from sluice.transform import ConvertOptions, Progress, convert, throttled
+from sluice.transform import ConvertOptions, Progress, throttled
 
 
 def register(subparsers: Any) -> None:
@@ -135,21 +135,13 @@ def local_run_id(contract: Contract, path: Path) -> str:
     return run_id_for(contract.dataset, source)
 
 
-def _move(src: Path, dest: Path) -> Path:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(src, dest)
-    return dest.resolve()
-
-
 def _convert(args: argparse.Namespace) -> int:
     """Convert one file; the JSON summary goes to stdout whatever happens (``status``, and ``error`` on failure)."""
     known: dict[str, Any] = {"run_id": None, "dataset": None, "contract_version": None, "source": str(args.file)}
-    kept: list[Path] = []
+    kept: list[str] = []
     failure: Exception
     try:
         summary = _convert_file(args, known, kept)
-    except RejectThresholdError as exc:
-        failure, message = exc, f"{exc}{' (' + str(kept[0].parent) + ')' if kept else ''}"
     except SluiceError as exc:
         failure, message = exc, str(exc)
     except OSError as exc:
@@ -162,7 +154,7 @@ def _convert(args: argparse.Namespace) -> int:
         print(json.dumps({**known, "status": "succeeded", **summary}, indent=2, ensure_ascii=False))
         return 0
     error = {"type": type(failure).__name__, "message": " ".join(message.split())}
-    failed = {**known, "status": "failed", "error": error, "output_files": [], "quarantine_files": list(map(str, kept))}
+    failed = {**known, "status": "failed", "error": error, "output_files": [], "quarantine_files": kept}
     print(json.dumps(failed, indent=2, ensure_ascii=False))
     return _fail(message)
 
@@ -175,8 +167,8 @@ def internal_error(path: Path, exc: BaseException) -> str:
     )
 
 
-def _convert_file(args: argparse.Namespace, known: dict[str, Any], kept: list[Path]) -> dict[str, Any]:
-    """Convert, move the outputs into place and return the summary; `known` and `kept` fill in as it goes."""
+def _convert_file(args: argparse.Namespace, known: dict[str, Any], kept: list[str]) -> dict[str, Any]:
+    """Convert and place the outputs; returns the summary. `known` and `kept` (a refusal's quarantine) fill in."""
     contract = load_contract(args.contract)
     path = args.file.resolve()
     known.update(dataset=contract.dataset, contract_version=contract.version, source=str(path))
@@ -185,38 +177,37 @@ def _convert_file(args: argparse.Namespace, known: dict[str, Any], kept: list[Pa
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(args.contract.resolve().parent))  # hooks named by the contract may live next to it
-    staging = out / f".staging-{run_id}"
     qdir = out / "_quarantine" / contract.dataset / run_id
-    shutil.rmtree(staging, ignore_errors=True)
+    options = ConvertOptions(block_size=max(1, args.block_size_mib) << 20, threads=max(0, args.threads))
+    shown = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
+    line = ProgressLine(path.stat().st_size, sys.stderr) if shown else None
     try:
-        options = ConvertOptions(block_size=max(1, args.block_size_mib) << 20, threads=max(0, args.threads))
-        shown = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
-        line = ProgressLine(path.stat().st_size, sys.stderr) if shown else None
         with path.open("rb") as f:
-            result = convert(
+            landed = land(
                 f,
                 contract,
                 run_id=run_id,
                 source_name=str(path),
-                staging_dir=staging,
+                work_dir=out / f".staging-{run_id}",
+                parquet=LocalDir(out),
+                published_as=lambda key: str(out / key),
+                quarantine=LocalDir(qdir),
                 options=options,
                 progress=throttled(line.show, 0.25) if line else None,
             )
-        if line is not None:
-            line.close()
-        outputs = [_move(o.path, out / o.key) for o in result.outputs]
-        quarantine = [_move(p, qdir / p.name) for p in (result.rejected_path, result.report_path) if p is not None]
     except RejectThresholdError:
-        kept += [_move(p, qdir / p.name) for p in sorted((staging / "_quarantine").glob("*")) if p.is_file()]
+        kept += [str(p) for p in sorted(qdir.glob("*")) if p.is_file()]  # placed for diagnosis
         raise
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    summary = result.to_summary()
+        if line is not None:
+            line.close()
+    summary = landed.result.to_summary()
     summary.pop("rejected_path", None)
     summary.pop("report_path", None)
-    for o, final in zip(summary["outputs"], outputs, strict=True):
-        o["path"] = str(final)
-    return {**summary, "output_files": [str(p) for p in outputs], "quarantine_files": [str(p) for p in quarantine]}
+    for o, placed in zip(summary["outputs"], landed.outputs, strict=True):
+        o["path"] = placed.uri
+    quarantine = [p for p in (landed.rejected, landed.report) if p is not None]
+    return {**summary, "output_files": [o.uri for o in landed.outputs], "quarantine_files": quarantine}
 
 
 def _infer(args: argparse.Namespace) -> int:

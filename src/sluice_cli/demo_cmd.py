@@ -16,7 +16,7 @@ from sluice_cli.connection import Connection, project_root
 from sluice_cli.display import make_console
 from sluice_cli.query_cmd import query, result_table
 from sluice_cli.runs_cmd import failure_lines, runs_table
-from sluice_cli.seeding import sample_files, upload_samples
+from sluice_cli.seeding import redeliver, sample_files, upload_samples
 
 SHOWN_AGGREGATES = 8
 DEMO_SQL = (
@@ -96,12 +96,14 @@ def run(args: argparse.Namespace) -> int:
         checks.expect(len(done) == len(keys), f"{len(keys)} uploads started {len(done)} executions", console)
 
         first = next((k for k in keys if k.startswith("orders/") and "bad" not in k), keys[0])
-        upload_samples(conn, root, only=[first])
+        redeliver(conn, first)  # EventBridge and SQS deliver at least once
         cloud.wait_idle(timeout=args.timeout)
         again = executions(conn)
         checks.expect(
-            len(again) == len(done), f"re-uploading {first} (same bytes) started no second execution", console
+            len(again) == len(done), f"the {first} event delivered twice started no second execution", console
         )
+        upload_samples(conn, root, only=[first])  # the same bytes again: a new run replaces the first at commit
+        cloud.wait_idle(timeout=args.timeout)
 
         cloud.wait_idle(timeout=args.timeout)
         with conn.environment():
@@ -132,7 +134,9 @@ def run(args: argparse.Namespace) -> int:
 def _check_runs(
     runs: list[dict[str, Any]], samples: list[tuple[Path, str]], root: Path, checks: Checks, console: Console
 ) -> None:
-    by_key = {str(r.get("source_uri", "")).split("/", 3)[-1]: r for r in runs}
+    by_key: dict[str, dict[str, Any]] = {}
+    for r in runs:  # newest first: the latest run of each key
+        by_key.setdefault(str(r.get("source_uri", "")).split("/", 3)[-1], r)
     datasets = {c.match.prefix for c in load_contracts(root / "contracts") if c.match.prefix}
     for _path, key in samples:
         run = by_key.get(key)

@@ -7,8 +7,10 @@ import json
 import signal
 import threading
 import urllib.request
+from datetime import UTC, datetime
 from typing import Any
 
+from sluice.errors import SluiceError
 from sluice_cli.connection import STATE_FILE, project_root, running
 from sluice_cli.display import make_console
 
@@ -25,7 +27,13 @@ def register(subparsers: Any) -> None:
     res = sub.add_parser("resources", help="endpoint and physical names of the running local cloud")
     res.add_argument("--json", action="store_true")
     res.set_defaults(func=resources_cmd)
-    tick = sub.add_parser("tick", help="fire the scheduled functions (cleanup) now")
+    tick = sub.add_parser(
+        "tick",
+        help="fire the scheduled functions (cleanup) now, or as if at another time",
+        description="Fire every scheduled function once. With --at, its Scheduled Event carries that time and "
+        "the function acts as if it were then: e.g. see what cleanup does once its grace period is over.",
+    )
+    tick.add_argument("--at", metavar="ISO", help="the time the functions see, e.g. 2026-12-05T03:15:00Z")
     tick.set_defaults(func=tick_cmd)
 
 
@@ -78,7 +86,14 @@ def resources_cmd(args: argparse.Namespace) -> int:
 def tick_cmd(args: argparse.Namespace) -> int:
     """Ask the running local cloud to fire its schedules; print what the functions returned."""
     conn = running()
-    req = urllib.request.Request(f"{conn.endpoint}/_sluice/tick", data=b"{}", method="POST")
+    body: dict[str, str] = {}
+    if args.at:
+        try:
+            at = datetime.fromisoformat(args.at.replace("Z", "+00:00"))
+        except ValueError:
+            raise SluiceError(f"--at {args.at!r} is not an ISO 8601 time (e.g. 2026-12-05T03:15:00Z)") from None
+        body["at"] = (at if at.tzinfo else at.replace(tzinfo=UTC)).isoformat()
+    req = urllib.request.Request(f"{conn.endpoint}/_sluice/tick", data=json.dumps(body).encode(), method="POST")
     with urllib.request.urlopen(req, timeout=900) as resp:
         print(json.dumps(json.loads(resp.read()), indent=2))
     return 0

@@ -44,7 +44,14 @@ def runs_table(runs: list[dict[str, Any]], title: str = "runs") -> Table:
         ("ms", "right"),
     ):
         table.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
-    colours = {"SUCCEEDED": "green", "FAILED": "red", "RUNNING": "yellow", "SUPERSEDED": "dim"}
+    colours = {
+        "SUCCEEDED": "green",
+        "COMMITTED": "green",
+        "COMMITTING": "yellow",
+        "FAILED": "red",
+        "RUNNING": "yellow",
+        "SUPERSEDED": "dim",
+    }
     for r in runs:
         status = str(r.get("status", "?"))
         table.add_row(
@@ -57,12 +64,18 @@ def runs_table(runs: list[dict[str, Any]], title: str = "runs") -> Table:
 
 
 def failure_lines(runs: list[dict[str, Any]]) -> list[str]:
-    """One line per failed run: its raw key, error type and reason."""
-    return [
-        f"[red]{str(r.get('source_uri', '')).split('/', 3)[-1]}[/]: {r.get('error_type', '')}: {r.get('reason', '')}"
-        for r in runs
-        if r.get("status") == "FAILED"
-    ]
+    """One line per run with an error: failed ones, and committed ones whose later step failed."""
+    lines = []
+    for r in runs:
+        key = str(r.get("source_uri", "")).split("/", 3)[-1]
+        if r.get("status") == "FAILED":
+            lines.append(f"[red]{key}[/]: {r.get('error_type', '')}: {r.get('reason', '')}")
+        elif r.get("error_type") and r.get("status") in ("COMMITTING", "COMMITTED"):
+            lines.append(
+                f"[yellow]{key}[/]: data committed, but {r.get('failed_step', 'a later step')} failed: "
+                f"{r.get('error_type')}: {r.get('reason', '')} (sluice rerun {r.get('run_id')})"
+            )
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:

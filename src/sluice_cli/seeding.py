@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from sluice_cli.connection import Connection
+from sluice_cli.connection import REGION, Connection
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9]+)\}")
 
@@ -47,3 +47,18 @@ def load_event(path: Path, conn: Connection) -> dict[str, Any]:
     if not isinstance(resolved, dict):
         raise ValueError(f"{path}: an event must be a JSON object")
     return resolved
+
+
+def redeliver(conn: Connection, key: str, version_id: str | None = None) -> dict[str, Any]:
+    """Send the ingest queue the "Object Created" event of a raw object version again; returns the event.
+
+    EventBridge and SQS deliver at least once: this is what a duplicate (or late) delivery looks like.
+    """
+    from localcloud.events import object_created_event
+
+    bucket = conn.resource("RawBucket")
+    extra = {"VersionId": version_id} if version_id else {}
+    head = conn.client("s3").head_object(Bucket=bucket, Key=key, **extra)
+    event = object_created_event(bucket, key, head, REGION, "123456789012")
+    conn.client("sqs").send_message(QueueUrl=conn.resource("IngestQueue"), MessageBody=json.dumps(event))
+    return event

@@ -41,8 +41,8 @@ class Pipeline:
         """Put an object in the raw bucket; returns its version id."""
         return str(self.s3.put_object(Bucket=self.raw, Key=key, Body=data)["VersionId"])
 
-    def settle(self) -> None:
-        self.cloud.wait_idle(timeout=120)
+    def settle(self, timeout: float = 120) -> None:
+        self.cloud.wait_idle(timeout=timeout)
 
     def executions(self) -> list[dict[str, Any]]:
         sfn = self.conn.client("stepfunctions")

@@ -60,16 +60,17 @@ def test_file_lands_as_partitioned_parquet_with_summary_and_quarantine(pipeline:
     assert s3.get_object(Bucket=pipeline.raw, Key=key)["Body"].read() == SAMPLE
 
 
-def test_same_bytes_uploaded_twice_start_one_execution(pipeline: Pipeline) -> None:
+def test_same_bytes_uploaded_twice_are_two_runs_and_one_copy(pipeline: Pipeline) -> None:
     key = "orders/e2e/twice.csv"
     pipeline.upload(key, SAMPLE)
     pipeline.settle()
-    before = [e["name"] for e in pipeline.executions()]
+    first = pipeline.run_of(key)
     pipeline.upload(key, SAMPLE)
     pipeline.settle()
-    after = [e["name"] for e in pipeline.executions()]
-    assert sorted(after) == sorted(before)
-    assert len([r for r in pipeline.runs_of(key)]) == 1
+    runs = {r["run_id"]: r["status"] for r in pipeline.runs_of(key)}
+    assert len(runs) == 2 and runs[first["run_id"]] == "SUPERSEDED"
+    curated = [k for k in pipeline.keys(pipeline.curated, "orders/") if any(r in k for r in runs)]
+    assert curated and all(first["run_id"] not in k for k in curated), "one copy: the newer upload's"
 
 
 def test_new_content_supersedes_previous_version_after_success(pipeline: Pipeline) -> None:
@@ -83,6 +84,7 @@ def test_new_content_supersedes_previous_version_after_success(pipeline: Pipelin
     runs = {r["run_id"]: r for r in pipeline.runs_of(key)}
     assert runs[first["run_id"]]["status"] == "SUPERSEDED"
     second = next(r for r in runs.values() if r["status"] == "SUCCEEDED")
+    assert runs[first["run_id"]]["superseded_by"] == second["run_id"]
     curated = pipeline.keys(pipeline.curated, "orders/")
     assert not [k for k in curated if first["run_id"] in k], "old version's files must be gone"
     assert [k for k in curated if second["run_id"] in k]
@@ -127,3 +129,28 @@ def test_cleanup_tick_runs_the_scheduled_function(pipeline: Pipeline) -> None:
     assert result.function_error is None, result.payload
     assert result.payload["files_checked"] >= 1
     assert result.payload["orphans_deleted"] == []
+
+
+@pytest.mark.parametrize(
+    "key", ["orders/keys/a+b.csv", "orders/keys/pct%41.csv", "orders/keys/with space.csv", "orders/keys/zoë=1/../x.csv"]
+)
+def test_keys_load_exactly_as_uploaded(pipeline: Pipeline, key: str) -> None:
+    """Fails if the Start function decodes EventBridge keys (a+b.csv would run for "a b.csv" and 404)."""
+    small = b"\n".join(SAMPLE.split(b"\n")[:11]) + b"\n"
+    pipeline.upload(key, small)
+    pipeline.settle()
+    run = pipeline.run_of(key)
+    assert run["status"] == "SUCCEEDED", run
+    assert run["source"]["key"] == key and run["rows_in"] == 10
+
+
+def test_a_one_mib_header_ends_in_a_failed_run_with_a_cut_reason(pipeline: Pipeline) -> None:
+    """Fails if the error's text travels whole in the state payload (256 KiB): the run would vanish."""
+    key = "orders/e2e/wide-header.csv"
+    header = SAMPLE.split(b"\n", 1)[0] + b"," + b",".join(b"extra_column_%06d" % i for i in range(55_000))
+    assert len(header) > 1 << 20
+    pipeline.upload(key, header + b"\n" + b",".join([b"x"] * 55_009) + b"\n")
+    pipeline.settle()
+    run = pipeline.run_of(key)
+    assert (run["status"], run["error_type"], run["failed_step"]) == ("FAILED", "InputRejectedError", "Validate")
+    assert "extra_column_000000" in run["reason"] and len(run["reason"]) <= 4000

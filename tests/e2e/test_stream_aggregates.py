@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from sluice.aggregates import prepare_publication, source_id
+from sluice.commit import publication_order
 from sluice.publication import stream_entries
 from sluice_cli.aggregates_cmd import fetch_aggregates
 from sluice_cli.query_cmd import query
@@ -68,7 +69,7 @@ def test_aggregates_equal_a_group_by_over_the_parquet_under_duplicates_and_retri
     pipeline.upload("orders/agg/day2.csv", DAY2)
     pipeline.upload("orders/agg/day2-copy.csv", DAY2.replace(b"O-02", b"O-92"))
     pipeline.settle()
-    pipeline.upload("orders/agg/day1.csv", DAY1)  # same bytes again: no new run
+    pipeline.upload("orders/agg/day1.csv", DAY1)  # same bytes again: a new run replaces the old one's aggregates
     # a new, shorter version of a key: its old contribution must be withdrawn
     pipeline.upload("orders/agg/day2-copy.csv", b"\n".join(DAY2.replace(b"O-02", b"O-92").split(b"\n")[:60]) + b"\n")
     pipeline.settle()
@@ -95,6 +96,14 @@ def test_aggregates_equal_a_group_by_over_the_parquet_under_duplicates_and_retri
         "manifest_uri": run["manifest_uri"],
         "partials_uri": manifest["partials_uri"],
         "duration_ms": 1,
+        "commit": {
+            "status": "COMMITTED",
+            "live_run_id": run["run_id"],
+            "seq": run["commit_seq"],
+            "retired_run_id": None,
+            "published": run["output_files"],
+            "retired": 0,
+        },
     }
     for _ in range(2):
         result = pipeline.cloud.invoke("PublishFunction", publish_input)
@@ -110,7 +119,7 @@ def test_aggregates_equal_a_group_by_over_the_parquet_under_duplicates_and_retri
         run_id=run["run_id"],
         contract_version=1,
         src=source_id(run["source"]["bucket"], run["source"]["key"]),
-        order=run["started_at"],
+        order=publication_order(run["commit_seq"]),
         superseded=[],
     )
     entries = [{"PartitionKey": key, "Data": data} for key, data in stream_entries(records)]

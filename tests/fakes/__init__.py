@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from sluice.errors import CommitConflictError
+from sluice.runs import head_id
 from sluice.uris import s3_uri, split_uri
 
 
@@ -18,11 +20,23 @@ class MemoryStore:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str], bytes] = {}
         self.modified: dict[tuple[str, str], datetime] = {}
+        self.versions: dict[tuple[str, str], list[str]] = {}  # newest first, as S3 lists them
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # modification times
         self.range_reads: list[tuple[str, str, int, int]] = []  # (bucket, key, start, end) of every ranged read
 
-    def put(self, bucket: str, key: str, data: bytes, modified: datetime | None = None) -> None:
+    def put(
+        self, bucket: str, key: str, data: bytes, modified: datetime | None = None, version_id: str | None = None
+    ) -> str:
+        """Store `data` as a new version of the key; returns its version id."""
         self.objects[(bucket, key)] = data
-        self.modified[(bucket, key)] = modified or datetime.now(UTC)
+        self.modified[(bucket, key)] = modified or self.clock()
+        history = self.versions.setdefault((bucket, key), [])
+        version = version_id or f"v{len(history) + 1}"
+        history.insert(0, version)
+        return version
+
+    def version_ids(self, bucket: str, key: str) -> list[str]:
+        return list(self.versions.get((bucket, key), []))
 
     def open(self, bucket: str, key: str, version_id: str | None = None) -> BinaryIO:
         return io.BytesIO(self.objects[(bucket, key)])
@@ -71,7 +85,7 @@ class MemoryRunTable:
         self.items: dict[str, dict[str, Any]] = {}
 
     def put_run(self, item: Mapping[str, Any]) -> None:
-        self.items[item["run_id"]] = json.loads(json.dumps(dict(item), default=str))
+        self.items[item["run_id"]] = _stored(item)
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         return self.items.get(run_id)
@@ -89,7 +103,36 @@ class MemoryRunTable:
         return [k for k, i in self.items.items() if i.get("status") == status]
 
     def recent_runs(self, limit: int = 50) -> list[dict[str, Any]]:
-        return self._newest(list(self.items.values()))[:limit]
+        return self._newest([i for i in self.items.values() if "status" in i])[:limit]
+
+    def get_head(self, source_uri: str) -> dict[str, Any] | None:
+        return self.items.get(head_id(source_uri))
+
+    def write_commit(
+        self, head: Mapping[str, Any], expected_rev: int, runs: Sequence[tuple[Mapping[str, Any], Sequence[str]]]
+    ) -> None:
+        stored = self.items.get(head["run_id"])
+        if (stored is None and expected_rev != 0) or (stored is not None and stored.get("rev") != expected_rev):
+            raise CommitConflictError(f"head {head['run_id']} is at {stored and stored.get('rev')}, not {expected_rev}")
+        for record, statuses in runs:
+            current = self.items.get(record["run_id"])
+            if statuses and current is not None and current.get("status") not in statuses:
+                raise CommitConflictError(f"run {record['run_id']} is {current.get('status')}, not one of {statuses}")
+        self.items[head["run_id"]] = _stored(head)
+        for record, _ in runs:
+            self.items[record["run_id"]] = _stored(record)
+
+    def transition(self, run_id: str, expected: Sequence[str], changes: Mapping[str, Any]) -> bool:
+        current = self.items.get(run_id)
+        if current is None or current.get("status") not in expected:
+            return False
+        self.items[run_id] = _stored({**current, **changes})
+        return True
+
+
+def _stored(item: Mapping[str, Any]) -> dict[str, Any]:
+    """What a DynamoDB round trip keeps of `item`: JSON values, no top-level None."""
+    return {k: v for k, v in json.loads(json.dumps(dict(item), default=str)).items() if v is not None}
 
 
 class MemoryExecutions:
@@ -97,6 +140,10 @@ class MemoryExecutions:
 
     def __init__(self) -> None:
         self.started: dict[str, Mapping[str, Any]] = {}
+        self.ended: list[dict[str, Any]] = []  # what ended_badly_since lists, newest first
+
+    def ended_badly_since(self, state_machine_arn: str, since: datetime) -> Iterator[dict[str, Any]]:
+        return iter([e for e in self.ended if e["stopped_at"] >= since])
 
     def start(self, state_machine_arn: str, name: str, payload: Mapping[str, Any]) -> bool:
         if name in self.started:

@@ -56,9 +56,9 @@ def keys(bucket: str, prefix: str = "") -> list[str]:
     return sorted(o["Key"] for p in pages for o in p.get("Contents", []))
 
 
-def rows_of_run(bucket: str, run_id: str) -> list[dict[str, Any]]:
+def rows_of_run(bucket: str, run_id: str, prefix: str = f"{fanout_data.DATASET}/") -> list[dict[str, Any]]:
     s3 = boto3.client("s3")
-    files = [k for k in keys(bucket, f"{fanout_data.DATASET}/") if f"/{run_id}-" in k]
+    files = [k for k in keys(bucket, prefix) if f"/{run_id}-" in k]
     tables = [pq.read_table(io.BytesIO(s3.get_object(Bucket=bucket, Key=k)["Body"].read())) for k in files]
     return sorted(pa.concat_tables(tables).to_pylist(), key=lambda r: json.dumps(r, sort_keys=True, default=str))
 
@@ -89,7 +89,8 @@ def test_plan_ranges_merge_is_the_single_worker_run(aws, handlers):
     fanned = [k for k in keys(aws["CuratedBucket"]) if f"/{RUN['run_id']}-" in k]
     indexes = {int(k.rsplit("-", 1)[-1].removesuffix(".parquet")) for k in fanned}
     assert len(indexes) > 1 and indexes <= {item["range"]["index"] for item in items}
-    assert rows_of_run(aws["CuratedBucket"], RUN["run_id"]) == rows_of_run(aws["CuratedBucket"], "single-t-0001")
+    staged_single = rows_of_run(aws["WorkBucket"], "single-t-0001", "staging/single-t-0001/")  # not committed
+    assert rows_of_run(aws["CuratedBucket"], RUN["run_id"]) == staged_single
     dataset = fanout_data.DATASET
     s3 = boto3.client("s3")
     quarantine = {

@@ -12,6 +12,18 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = (ROOT / "samples/orders/orders-2026-11-01.csv").read_bytes()
 
 
+def emitted_metrics(stdout: str) -> dict[str, list[float]]:
+    """The CloudWatch metrics (EMF lines) a handler printed, without the cold-start one."""
+    found: dict[str, list[float]] = {}
+    for line in stdout.splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            emf = json.loads(line)
+            for metric in emf["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
+                if metric["Name"] != "ColdStart":
+                    found[metric["Name"]] = emf[metric["Name"]]
+    return found
+
+
 def event(name: str, resources: dict[str, str]) -> dict:
     text = (ROOT / "events" / name).read_text()
     for logical, physical in resources.items():
@@ -64,12 +76,26 @@ def test_validate_records_a_running_run(aws, handler_of):
     assert item["source_uri"] == f"s3://{aws['RawBucket']}/orders/orders-2026-11-01.csv"
 
 
-def test_summarize_records_success_and_record_failure_records_reason(aws, handler_of):
+def test_summarize_commits_the_run_and_record_failure_records_reason(aws, handler_of, capsys):
     s3 = boto3.client("s3")
+    curated_key = "orders/order_date=2026-11-01/orders-sample-0001-0.parquet"
+    staged_key = f"staging/orders-sample-0001/{curated_key}"
+    s3.put_object(Bucket=aws["WorkBucket"], Key=staged_key, Body=b"PAR1 parquet bytes PAR1")
+    summarize_input = event("summarize.json", aws)
     manifest = {
+        "run_id": "orders-sample-0001",
+        "dataset": "orders",
+        "contract_version": 1,
+        "source": summarize_input["source"],
+        "rows_in": 245,
+        "rows_out": 240,
+        "rows_rejected": 5,
+        "bytes_in": 19000,
+        "bytes_out": 20000,
         "outputs": [
             {
-                "uri": f"s3://{aws['CuratedBucket']}/orders/order_date=2026-11-01/x-0.parquet",
+                "uri": f"s3://{aws['CuratedBucket']}/{curated_key}",
+                "staged_uri": f"s3://{aws['WorkBucket']}/{staged_key}",
                 "rows": 240,
                 "bytes": 9,
                 "partition": {"order_date": "2026-11-01"},
@@ -80,18 +106,35 @@ def test_summarize_records_success_and_record_failure_records_reason(aws, handle
         "blank_lines": 0,
     }
     s3.put_object(Bucket=aws["WorkBucket"], Key="runs/orders-sample-0001/manifest.json", Body=json.dumps(manifest))
-    summarize_input = event("summarize.json", aws)
-    assert handler_of("SummarizeFunction")(summarize_input) == summarize_input
     table = boto3.resource("dynamodb").Table(aws["RunsTable"])
+    table.put_item(Item={"run_id": "orders-sample-0001", "status": "RUNNING", "started_at": "2026-11-23T10:00:00"})
+    result = handler_of("SummarizeFunction")(summarize_input)
+    assert result == {**summarize_input, "commit": result["commit"]}
+    assert (result["commit"]["status"], result["commit"]["seq"], result["commit"]["published"]) == ("COMMITTED", 1, 1)
     item = table.get_item(Key={"run_id": "orders-sample-0001"})["Item"]
-    assert item["status"] == "SUCCEEDED" and item["rows_out"] == 240 and item["rejects_by_rule"] == {"country.in": 5}
+    assert item["status"] == "COMMITTED" and item["rows_out"] == 240 and item["rejects_by_rule"] == {"country.in": 5}
     assert item["partitions"] == ["order_date=2026-11-01"]
+    assert s3.get_object(Bucket=aws["CuratedBucket"], Key=curated_key)["Body"].read() == b"PAR1 parquet bytes PAR1"
+    assert "Contents" not in s3.list_objects_v2(Bucket=aws["WorkBucket"], Prefix="staging/")
+    head = table.get_item(Key={"run_id": f"key#s3://{aws['RawBucket']}/orders/orders-2026-11-01.csv"})["Item"]
+    assert head["live_run_id"] == "orders-sample-0001" and "pending_run_id" not in head
+    assert handler_of("SummarizeFunction")(summarize_input)["commit"] == result["commit"], "a retry: same commit"
 
     failure = event("record-failure.json", aws)
+    failure["run_id"] = "orders-sample-0002"
+    capsys.readouterr()
     result = handler_of("RecordFailureFunction")(failure)
+    assert emitted_metrics(capsys.readouterr().out) == {"RunsFailed": [1.0]}, "a failure has a metric to alarm on"
     assert result["status"] == "FAILED" and result["error_type"] == "InputRejectedError"
-    item = table.get_item(Key={"run_id": "orders-sample-0001"})["Item"]
+    item = table.get_item(Key={"run_id": "orders-sample-0002"})["Item"]
     assert item["status"] == "FAILED" and "missing columns: paid" in item["reason"]
+    assert item["failed_step"] == "Validate"
+
+    after_commit = {**failure, "run_id": "orders-sample-0001", "commit": result}
+    assert handler_of("RecordFailureFunction")(after_commit)["status"] == "COMMITTED"
+    assert emitted_metrics(capsys.readouterr().out) == {"CommittedRunsIncomplete": [1.0]}
+    item = table.get_item(Key={"run_id": "orders-sample-0001"})["Item"]
+    assert (item["status"], item["failed_step"]) == ("COMMITTED", "Publish")
 
 
 def test_cleanup_handler_reports_what_it_did(aws, handler_of):

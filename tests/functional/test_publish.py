@@ -48,14 +48,24 @@ def write_partials(aws: dict[str, str], run_id: str, table: pa.Table) -> list[di
     return agg.records()
 
 
-def publish_event(aws: dict[str, str], run_id: str, key: str = "orders/a.csv", **extra) -> dict:
+def publish_event(
+    aws: dict[str, str], run_id: str, key: str = "orders/a.csv", *, seq: int = 1, retired: str | None = None
+) -> dict:
+    """Publish's input for `run_id`, committed as number `seq` of its key (its record says COMMITTED)."""
     event = json.loads((ROOT / "events/publish.json").read_text())
-    text = json.dumps(event | {"run_id": run_id, "source": event["source"] | {"key": key}} | extra)
+    commit = event["commit"] | {"live_run_id": run_id, "seq": seq, "retired_run_id": retired}
+    text = json.dumps(event | {"run_id": run_id, "source": event["source"] | {"key": key}, "commit": commit})
     for logical, physical in aws.items():
         text = text.replace("${" + logical + "}", physical)
     event = json.loads(text)
     event["partials_uri"] = f"s3://{aws['WorkBucket']}/runs/{run_id}/partials.json"
+    record = {"run_id": run_id, "status": "COMMITTED", "commit_seq": seq, "started_at": event["started_at"]}
+    boto3.resource("dynamodb").Table(aws["RunsTable"]).put_item(Item=record)
     return event
+
+
+def status_of(aws: dict[str, str], run_id: str) -> str:
+    return str(boto3.resource("dynamodb").Table(aws["RunsTable"]).get_item(Key={"run_id": run_id})["Item"]["status"])
 
 
 def stream_records(stream: str) -> list[dict]:
@@ -93,10 +103,11 @@ def test_partials_land_on_the_stream_once_per_run(aws, publish):
     for record, partial in zip(decoded, partials, strict=True):
         assert record == partial | {
             "src": source_id(event["source"]["bucket"], "orders/a.csv"),
-            "ord": event["started_at"],
+            "ord": "c000000000001",  # the commit order decides which version of a key wins, not timing
         }
     assert {r["key"] for r in on_stream} == {f'orders#["{c}"]' for c in ("DE", "FR", "NL")}
 
+    assert status_of(aws, "run-a") == "SUCCEEDED"
     assert publish(event) == result  # a retried or redriven Publish: the idempotency record answers
     assert len(stream_records(aws["AggregatesStream"])) == len(partials)
     stored = boto3.client("dynamodb").scan(TableName=aws["IdempotencyTable"])["Items"]
@@ -106,7 +117,7 @@ def test_partials_land_on_the_stream_once_per_run(aws, publish):
 def test_a_new_version_withdraws_what_the_old_one_had_and_it_no_longer_has(aws, publish):
     old = write_partials(aws, "run-v1", orders(30, countries=("DE", "US")))
     new = write_partials(aws, "run-v2", orders(30, countries=("DE",)))
-    result = publish(publish_event(aws, "run-v2", superseded_run_ids=["run-v1", "run-gone"]))
+    result = publish(publish_event(aws, "run-v2", seq=2, retired="run-v1"))
     withdrawn = {(p["bucket"], json.dumps(p["group"])) for p in old} - {
         (p["bucket"], json.dumps(p["group"])) for p in new
     }
@@ -123,3 +134,18 @@ def test_a_run_without_aggregates_publishes_nothing(aws, publish):
     del event["partials_uri"]
     assert publish(event)["records"] == 0
     assert stream_records(aws["AggregatesStream"]) == []
+
+
+def test_a_run_superseded_before_it_published_publishes_nothing(aws, publish):
+    """Fails if Publish puts the records of a run a newer version already replaced."""
+    write_partials(aws, "run-old", orders(20))
+    event = publish_event(aws, "run-old")
+    table = boto3.resource("dynamodb").Table(aws["RunsTable"])
+    table.put_item(Item={"run_id": "run-old", "status": "SUPERSEDED", "superseded_by": "run-new", "commit_seq": 1})
+    result = publish(event)
+    assert (result["records"], result["skipped"]) == (0, "superseded by run run-new, whose publication replaces it")
+    assert stream_records(aws["AggregatesStream"]) == []
+    assert status_of(aws, "run-old") == "SUPERSEDED"
+    late = publish_event(aws, "run-late")
+    late["commit"] = {**late["commit"], "status": "SUPERSEDED", "seq": None, "live_run_id": "run-new"}
+    assert publish(late)["records"] == 0

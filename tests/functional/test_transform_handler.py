@@ -13,6 +13,7 @@ from sluice.errors import RejectThresholdError
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = (ROOT / "samples/orders/orders-2026-11-01.csv").read_bytes()
+STAGED = "staging/orders-t-0001/"
 
 
 def validated(aws: dict[str, str], key: str, data: bytes) -> dict:
@@ -27,19 +28,21 @@ def validated(aws: dict[str, str], key: str, data: bytes) -> dict:
     }
 
 
-def keys(bucket: str) -> list[str]:
-    return sorted(o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=bucket).get("Contents", []))
+def keys(bucket: str, prefix: str = "") -> list[str]:
+    listed = boto3.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix)
+    return sorted(o["Key"].removeprefix(prefix) for o in listed.get("Contents", []))
 
 
 def test_transform_lands_parquet_quarantine_manifest_and_partials(aws, handler_of, tmp_path):
     result = handler_of("TransformFunction")(validated(aws, "orders/a.csv", SAMPLE))
     assert (result["rows_in"], result["rows_out"], result["rows_rejected"]) == (245, 240, 5)
-    curated = keys(aws["CuratedBucket"])
-    assert curated == [f"orders/order_date=2026-11-0{d}/orders-t-0001-0.parquet" for d in (1, 2)]
+    assert keys(aws["CuratedBucket"]) == [], "nothing is visible before the commit"
+    staged = keys(aws["WorkBucket"], STAGED)
+    assert staged == [f"orders/order_date=2026-11-0{d}/orders-t-0001-0.parquet" for d in (1, 2)]
     rows = 0
-    for key in curated:
+    for key in staged:
         path = tmp_path / key.replace("/", "_")
-        boto3.client("s3").download_file(aws["CuratedBucket"], key, str(path))
+        boto3.client("s3").download_file(aws["WorkBucket"], STAGED + key, str(path))
         meta = pq.ParquetFile(path).metadata
         rows += meta.num_rows
         assert meta.row_group(0).column(0).compression == "ZSTD"
@@ -66,7 +69,7 @@ def test_too_many_rejects_fail_the_run_without_parquet_and_keep_the_diagnosis(aw
         handler_of("TransformFunction")(validated(aws, "orders/bad.csv", broken.encode()))
     assert "max_reject_ratio 0.2" in str(info.value)
     assert f"s3://{aws['QuarantineBucket']}/orders/orders-t-0001/report.json" in str(info.value)
-    assert keys(aws["CuratedBucket"]) == []
+    assert keys(aws["CuratedBucket"]) == [] and keys(aws["WorkBucket"], STAGED) == []
     assert "orders/orders-t-0001/report.json" in keys(aws["QuarantineBucket"])
 
 
@@ -89,4 +92,6 @@ def test_a_gzipped_object_lands_like_the_plain_one(aws, handler_of):
 
     result = handler_of("TransformFunction")(validated(aws, "orders/a.csv.gz", gzip.compress(SAMPLE)))
     assert (result["rows_in"], result["rows_out"], result["rows_rejected"]) == (245, 240, 5)
-    assert keys(aws["CuratedBucket"]) == [f"orders/order_date=2026-11-0{d}/orders-t-0001-0.parquet" for d in (1, 2)]
+    assert keys(aws["WorkBucket"], STAGED) == [
+        f"orders/order_date=2026-11-0{d}/orders-t-0001-0.parquet" for d in (1, 2)
+    ]

@@ -38,6 +38,9 @@ from tests.unit.test_acceptance import SHAPES
 EXAMPLES = int(os.environ.get("SLUICE_FUZZ", "500"))
 KEY = "t/file.csv"
 BUCKETS = {"curated_bucket": "curated", "quarantine_bucket": "quarantine", "work_bucket": "work"}
+MERGE = {"quarantine_bucket": "quarantine", "work_bucket": "work"}
+RANGE = {"curated_bucket": "curated", "work_bucket": "work"}
+STAGED = "staging/run-1/"  # where a run's Parquet waits for its commit
 COLUMNS: list[dict[str, Any]] = [
     {"name": "id", "required": True, "pattern": "^[A-Z][0-9]{2}$"},
     {"name": "n", "type": "int64", "min": -100},
@@ -148,11 +151,11 @@ def validated(data: bytes) -> ValidateResult:
 
 
 def rows_by_partition(store: MemoryStore) -> dict[str, list[dict[str, Any]]]:
-    """Curated rows per partition directory, files in order (a fan-out numbers them by range)."""
+    """Staged rows per partition directory, files in order (a fan-out numbers them by range)."""
     files = sorted(
         (k.rsplit("/", 1)[0], int(k.rsplit("-", 1)[1].split(".")[0]), v)
         for (b, k), v in store.objects.items()
-        if b == "curated"
+        if b == "work" and k.startswith(STAGED)
     )
     rows: dict[str, list[dict[str, Any]]] = {}
     for directory, _, body in files:
@@ -178,8 +181,8 @@ def pipeline(data: bytes, c: Contract, root: Path, range_bytes: int | None) -> t
             base = {k: planned[k] for k in ("run_id", "dataset", "contract_version", "source", "started_at")}  # type: ignore[literal-required]
             for r in store.get_json(s3_uri(plan["bucket"], plan["key"])):
                 task = RangeTask(**base, plan=plan, range=r)  # type: ignore[typeddict-item]
-                land_range(task, c, store, work_bucket="work", staging_root=root / "ranges")
-            result = dict(merge_run(planned, c, store, staging_root=root / "merge", **BUCKETS))
+                land_range(task, c, store, **RANGE, staging_root=root / "ranges")
+            result = dict(merge_run(planned, c, store, staging_root=root / "merge", **MERGE))
     except RejectThresholdError:
         return ("too many rejects",)
     except InputRejectedError:

@@ -31,7 +31,8 @@ from sluice.fanout import (
     read_file_head,
     shift_message,
 )
-from sluice.landing import land_range, land_run, part_manifest_key, range_output_key
+from sluice.landing import land_range, land_run
+from sluice.layout import part_manifest_key, range_output_key
 from sluice.payloads import PlanResult, RangeTask, SourceObject, ValidateResult
 from sluice.preflight import fanout_blocker, validate_run
 from sluice.uris import s3_uri
@@ -41,6 +42,8 @@ from tests.fakes import MemoryStore
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "fanout_orders/big.csv"
 BUCKETS = {"curated_bucket": "curated", "quarantine_bucket": "quarantine", "work_bucket": "work"}
+MERGE = {"quarantine_bucket": "quarantine", "work_bucket": "work"}
+RANGE = {"curated_bucket": "curated", "work_bucket": "work"}
 
 
 def validated(data: bytes, key: str = KEY, run_id: str = "run-1") -> ValidateResult:
@@ -72,8 +75,8 @@ def fan_out(
     if order_seed is not None:
         random.Random(order_seed).shuffle(tasks)
     for task in tasks:
-        land_range(task, contract, store, work_bucket="work", staging_root=tmp_path / "ranges")
-    result = merge_run(planned, contract, store, staging_root=tmp_path / "merge", **BUCKETS)
+        land_range(task, contract, store, **RANGE, staging_root=tmp_path / "ranges")
+    result = merge_run(planned, contract, store, staging_root=tmp_path / "merge", **MERGE)
     return store, planned, dict(result)
 
 
@@ -84,8 +87,15 @@ def single(data: bytes, contract: Contract, tmp_path: Path) -> tuple[MemoryStore
     return store, dict(result)
 
 
+def staged(store: MemoryStore) -> dict[str, bytes]:
+    """The Parquet a run staged for its commit, by curated key."""
+    prefix = "staging/run-1/"
+    return {k[len(prefix) :]: v for (b, k), v in sorted(store.objects.items()) if b == "work" and k.startswith(prefix)}
+
+
 def curated_rows(store: MemoryStore) -> list[dict[str, Any]]:
-    tables = [pq.read_table(io.BytesIO(v)) for (b, _), v in sorted(store.objects.items()) if b == "curated"]
+    """Rows of the files the commit would publish (no commit here: see test_commit.py)."""
+    tables = [pq.read_table(io.BytesIO(v)) for v in staged(store).values()]
     if not tables:
         return []
     rows = pa.concat_tables(tables).to_pylist()
@@ -239,7 +249,8 @@ def test_fanout_yields_exactly_the_single_worker_run(tmp_path, range_bytes):
     assert planned["plan"]["ranges"] == -(-len(data) // range_bytes) or range_bytes == 30_000
     assert one_result["rows_rejected"] > 50
     assert_same_run(fan, fan_result, one, one_result)
-    keys = sorted(k for b, k in fan.objects if b == "curated")
+    assert not [k for b, k in fan.objects if b == "curated"], "nothing is visible before the commit"
+    keys = sorted(staged(fan))
     assert all(k.rsplit("/", 1)[-1].startswith("run-1-") for k in keys)
     assert len({k.rsplit("-", 1)[-1] for k in keys}) > 1, "files named per range: <run_id>-<index>.parquet"
 
@@ -307,7 +318,7 @@ def planned_and_landed(tmp_path: Path, data: bytes, contract: Contract) -> tuple
     store.put("raw", KEY, data)
     planned = plan_run(validated(data), contract, store, work_bucket="work", settings=FanoutSettings(1000, 4))
     for task in range_tasks(store, planned):
-        land_range(task, contract, store, work_bucket="work", staging_root=tmp_path)
+        land_range(task, contract, store, **RANGE, staging_root=tmp_path)
     return store, planned
 
 
@@ -315,9 +326,9 @@ def test_merge_refuses_a_missing_part(tmp_path):
     store, planned = planned_and_landed(tmp_path, fanout_data.orders_csv(200), fanout_data.contract())
     del store.objects[("work", part_manifest_key("run-1", 2))]
     with pytest.raises(FanoutIncompleteError, match=r"1 of \d+ byte ranges left no part \(ranges 2\)"):
-        merge_run(planned, fanout_data.contract(), store, staging_root=tmp_path, **BUCKETS)
+        merge_run(planned, fanout_data.contract(), store, staging_root=tmp_path, **MERGE)
     assert not [k for b, k in store.objects if b in ("curated", "quarantine")]
-    assert ("work", "runs/run-1/manifest.json") not in store.objects
+    assert ("work", "runs/run-1/manifest.json") not in store.objects, "no manifest: the run cannot commit"
 
 
 def test_merge_applies_the_threshold_to_the_whole_file(tmp_path):
@@ -325,7 +336,7 @@ def test_merge_applies_the_threshold_to_the_whole_file(tmp_path):
     contract = fanout_data.contract()
     store, planned = planned_and_landed(tmp_path, data, contract)
     with pytest.raises(RejectThresholdError) as info:
-        merge_run(planned, contract, store, staging_root=tmp_path, **BUCKETS)
+        merge_run(planned, contract, store, staging_root=tmp_path, **MERGE)
     assert "s3://quarantine/fanout_orders/run-1/report.json" in str(info.value)
     assert not [k for b, k in store.objects if b == "curated"]
     assert not [k for b, k in store.objects if b == "work" and k.startswith("parts/")]
@@ -343,19 +354,19 @@ def test_merge_applies_the_threshold_to_the_whole_file(tmp_path):
 
 def test_merge_twice_returns_the_same_result(tmp_path):
     store, planned = planned_and_landed(tmp_path, fanout_data.orders_csv(300), fanout_data.contract())
-    first = merge_run(planned, fanout_data.contract(), store, staging_root=tmp_path, **BUCKETS)
-    curated = {k: v for k, v in store.objects.items() if k[0] == "curated"}
-    again = merge_run(planned, fanout_data.contract(), store, staging_root=tmp_path, **BUCKETS)
+    first = merge_run(planned, fanout_data.contract(), store, staging_root=tmp_path, **MERGE)
+    files = staged(store)
+    again = merge_run(planned, fanout_data.contract(), store, staging_root=tmp_path, **MERGE)
     assert {**again, "duration_ms": 0} == {**first, "duration_ms": 0}
-    assert {k: v for k, v in store.objects.items() if k[0] == "curated"} == curated
+    assert staged(store) == files
 
 
 def test_merge_after_a_partial_cleanup_finishes_it(tmp_path):
     store, planned = planned_and_landed(tmp_path, fanout_data.orders_csv(300), fanout_data.contract())
     parts = {k: v for k, v in store.objects.items() if k[0] == "work" and k[1].startswith("parts/")}
-    first = merge_run(planned, fanout_data.contract(), store, staging_root=tmp_path, **BUCKETS)
+    first = merge_run(planned, fanout_data.contract(), store, staging_root=tmp_path, **MERGE)
     store.objects.update(dict(list(parts.items())[:3]))  # the previous attempt died while deleting
-    again = merge_run(planned, fanout_data.contract(), store, staging_root=tmp_path, **BUCKETS)
+    again = merge_run(planned, fanout_data.contract(), store, staging_root=tmp_path, **MERGE)
     assert again["rows_in"] == first["rows_in"]
     assert not [k for b, k in store.objects if b == "work" and k.startswith("parts/")]
 
@@ -365,10 +376,12 @@ def test_a_retried_range_replaces_its_part(tmp_path):
     contract = fanout_data.contract()
     store, planned = planned_and_landed(tmp_path, data, contract)
     task = range_tasks(store, planned)[1]
-    store.put("work", "parts/run-1/1/curated/fanout_orders/order_date=1999-01-01/run-1-1.parquet", b"stale")
-    land_range(task, contract, store, work_bucket="work", staging_root=tmp_path)
-    assert ("work", "parts/run-1/1/curated/fanout_orders/order_date=1999-01-01/run-1-1.parquet") not in store.objects
-    result = merge_run(planned, contract, store, staging_root=tmp_path, **BUCKETS)
+    stale = "staging/run-1/fanout_orders/order_date=1999-01-01/run-1-1.parquet"
+    store.put("work", stale, b"stale")
+    store.put("work", "parts/run-1/1/rejected.csv", b"stale")
+    land_range(task, contract, store, **RANGE, staging_root=tmp_path)
+    assert ("work", stale) not in store.objects
+    result = merge_run(planned, contract, store, staging_root=tmp_path, **MERGE)
     one, one_result = single(data, contract, tmp_path)
     assert_same_run(store, dict(result), one, one_result)
 
@@ -389,13 +402,13 @@ def test_a_file_both_paths_reject_fails_the_fanout_naming_the_range(tmp_path, cu
     failed = []
     for task in range_tasks(store, planned):
         try:
-            land_range(task, contract, store, work_bucket="work", staging_root=tmp_path)
+            land_range(task, contract, store, **RANGE, staging_root=tmp_path)
         except InputRejectedError as exc:
             failed.append(task["range"]["index"])
             assert f"byte range {task['range']['index'] + 1} of {planned['plan']['ranges']}" in str(exc)
     assert len(failed) == 1
     with pytest.raises(FanoutIncompleteError, match=rf"\(ranges {failed[0]}\)"):
-        merge_run(planned, contract, store, staging_root=tmp_path, **BUCKETS)
+        merge_run(planned, contract, store, staging_root=tmp_path, **MERGE)
 
 
 # ---------------------------------------------------------------------------------------- the decision

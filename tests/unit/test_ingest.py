@@ -2,13 +2,13 @@
 
 import json
 from pathlib import Path
+from urllib.parse import quote_plus
 
 import pytest
 
 from sluice.contracts import load_contracts
 from sluice.ingest import UnrecognisedEventError, is_sqs_event, run_input_for, sources_in, start_runs
-from sluice.runs import SUCCEEDED
-from tests.fakes import MemoryExecutions, MemoryRunTable
+from tests.fakes import MemoryExecutions
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACTS = load_contracts(ROOT / "contracts")
@@ -36,7 +36,19 @@ def test_eventbridge_object_created():
         "version_id": None,
         "etag": "b1946ac92492d2347c6235b4d2611184",
         "size": 13017,
+        "sequencer": "00617F08299329D189",
     }
+
+
+@pytest.mark.parametrize("key", ["orders/a+b.csv", "orders/pct%41.csv", "orders/my file.csv", "orders/zoë=1/../x.csv"])
+def test_keys_are_read_as_each_source_encodes_them(key):
+    """Fails if EventBridge keys are URL-decoded (a+b would load a b) or S3 records' are not."""
+    bridge = event("eventbridge-object-created.json")
+    bridge["detail"]["object"]["key"] = key
+    assert [s["key"] for s in sources_in(bridge)] == [key]
+    records = event("s3.json")
+    records["Records"][0]["s3"]["object"]["key"] = quote_plus(key, safe="/")
+    assert [s["key"] for s in sources_in(records)] == [key]
 
 
 def test_sqs_wrapping_eventbridge_is_recognised_and_unwrapped():
@@ -66,34 +78,26 @@ def test_unknown_dataset_still_gets_a_run():
 
 
 def test_duplicate_event_starts_nothing_new():
-    executions, runs = MemoryExecutions(), MemoryRunTable()
+    executions = MemoryExecutions()
     e = event("eventbridge-object-created.json")
-    first = start_runs(e, CONTRACTS, executions, runs, ARN)
-    second = start_runs(e, CONTRACTS, executions, runs, ARN)
+    first = start_runs(e, CONTRACTS, executions, ARN)
+    second = start_runs(e, CONTRACTS, executions, ARN)
     assert [s.started for s in first] == [True]
     assert [s.started for s in second] == [False]
     assert first[0].run_id == second[0].run_id
     assert len(executions.started) == 1
 
 
-def test_content_back_after_another_version_reruns():
-    executions, runs = MemoryExecutions(), MemoryRunTable()
+def test_every_upload_is_a_run_whatever_its_content():
+    """The same bytes dropped again (after a failed run, or after another version) run again."""
+    executions = MemoryExecutions()
     a = event("eventbridge-object-created.json")
     a["detail"]["object"]["version-id"] = "v1"
     b = json.loads(json.dumps(a))
     b["detail"]["object"].update({"etag": "ffff", "version-id": "v2"})
     again = json.loads(json.dumps(a))
     again["detail"]["object"]["version-id"] = "v3"
-    for ev, started_at in ((a, "2026-11-01T00:00:00"), (b, "2026-11-01T01:00:00")):
-        [s] = start_runs(ev, CONTRACTS, executions, runs, ARN)
-        runs.put_run(
-            {
-                "run_id": s.run_id,
-                "status": SUCCEEDED,
-                "started_at": started_at,
-                "source_uri": "s3://${RawBucket}/orders/orders-2026-11-02.csv",
-            }
-        )
-    [s] = start_runs(again, CONTRACTS, executions, runs, ARN)
-    assert s.started, "content A came back after B replaced it: it must land again"
+    started = [start_runs(ev, CONTRACTS, executions, ARN) for ev in (a, b, again, a)]
+    assert [s.started for [s] in started] == [True, True, True, False]
     assert len(executions.started) == 3
+    assert executions.started[started[2][0].run_id]["source"]["version_id"] == "v3"

@@ -185,7 +185,7 @@ def test_a_bug_is_one_line_too(tmp_path, capsys, contracts, monkeypatch):
     def broken(*_a: Any, **_k: Any) -> Any:
         raise KeyError("boom")
 
-    monkeypatch.setattr(cmd, "convert", broken)
+    monkeypatch.setattr(cmd, "land", broken)
     path = tmp_path / "f.csv"
     path.write_bytes(b"a,b,c,d\n1,x,2024-01-01,1.5\n")
     assert main(["convert", str(path), "--contract", str(contracts["headered"]), "--out", str(tmp_path / "o")]) == 2

@@ -6,16 +6,23 @@ from sluice.runid import MAX_NAME, run_id_for
 SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 
 
-def test_same_content_same_name_new_content_new_name():
-    a = {"bucket": "raw", "key": "orders/a.csv", "etag": '"abc"', "version_id": "v1"}
-    assert run_id_for("orders", a) == run_id_for("orders", {**a, "version_id": "v2"})
-    assert run_id_for("orders", a) != run_id_for("orders", {**a, "etag": "abd"})
-    assert run_id_for("orders", a) != run_id_for("orders", a, with_version=True)
-
-
-def test_version_is_the_identity_without_etag():
-    a = {"bucket": "raw", "key": "orders/a.csv", "version_id": "v1"}
+def test_every_upload_is_a_run_and_the_same_event_is_the_same_run():
+    a = {"bucket": "raw", "key": "orders/a.csv", "etag": '"abc"', "version_id": "v1", "size": 3}
+    assert run_id_for("orders", a) == run_id_for("orders", dict(a))
+    # the same bytes uploaded again (e.g. after a failed run) are a new version: a new run
     assert run_id_for("orders", a) != run_id_for("orders", {**a, "version_id": "v2"})
+    assert run_id_for("orders", a) != run_id_for("orders", {**a, "key": "orders/b.csv"})
+    # a rerun of the same upload is a new attempt
+    assert run_id_for("orders", a) != run_id_for("orders", a, attempt=2) != run_id_for("orders", a, attempt=3)
+    assert run_id_for("orders", a, attempt=1) == run_id_for("orders", a)
+
+
+def test_unversioned_uploads_are_told_apart_by_sequencer_then_etag():
+    a = {"bucket": "raw", "key": "orders/a.csv", "etag": "e1", "version_id": "null", "sequencer": "0A"}
+    assert run_id_for("orders", a) != run_id_for("orders", {**a, "sequencer": "0B"})
+    plain = {"bucket": "raw", "key": "orders/a.csv", "etag": '"e1"'}
+    assert run_id_for("orders", plain) == run_id_for("orders", {**plain, "etag": "e1"})
+    assert run_id_for("orders", plain) != run_id_for("orders", {**plain, "etag": "e2"})
 
 
 @given(key=st.text(min_size=1, max_size=300), dataset=st.from_regex(r"[a-z][a-z0-9_]{0,62}", fullmatch=True))

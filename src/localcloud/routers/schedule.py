@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from localcloud.events import scheduled_event
@@ -51,8 +52,8 @@ class ScheduleRouter:
                     )
         return found
 
-    def tick(self) -> list[InvokeResult]:
-        """Invoke every scheduled target once with its ``Input`` or a real ``Scheduled Event``."""
+    def tick(self, at: datetime | None = None) -> list[InvokeResult]:
+        """Invoke every scheduled target once with its ``Input`` or a real ``Scheduled Event`` (time `at`)."""
         results = []
         for target in self.targets():
             pool = self._find_pool(target.function)
@@ -61,7 +62,7 @@ class ScheduleRouter:
             event: Any = (
                 json.loads(target.input)
                 if target.input
-                else scheduled_event(target.rule_arn, self._region, self._account)
+                else scheduled_event(target.rule_arn, self._region, self._account, at.timestamp() if at else None)
             )
             results.append(pool.invoke(event))
         return results

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from functools import cache
 from typing import Any, cast
 
 import boto3
-from boto3.dynamodb.conditions import Key
+from boto3.dynamodb.conditions import Attr, Key
+from boto3.dynamodb.types import TypeSerializer
+from botocore.exceptions import ClientError
 
-from sluice.adapters.clients import RETRIES
+from sluice.adapters.clients import RETRIES, client
+from sluice.errors import CommitConflictError
+from sluice.runs import head_id
+
+_SERIALIZE = TypeSerializer().serialize
+_CONFLICTS = ("TransactionCanceledException", "ConditionalCheckFailedException")
 
 
 @cache
@@ -44,6 +51,7 @@ class DynamoRunTable:
     """:class:`sluice.ports.RunTable` on DynamoDB."""
 
     def __init__(self, table_name: str) -> None:
+        self._name = table_name
         self._table = _table(table_name)
 
     def put_run(self, item: Mapping[str, Any]) -> None:
@@ -83,7 +91,7 @@ class DynamoRunTable:
     def recent_runs(self, limit: int = 50) -> list[dict[str, Any]]:
         """Latest runs of all datasets (a scan: fine for the CLI, not for hot paths)."""
         items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"FilterExpression": Attr("status").exists()}  # not the commit heads
         while True:
             resp = self._table.scan(**kwargs)
             items.extend(from_item(i) for i in resp.get("Items", []))
@@ -92,3 +100,68 @@ class DynamoRunTable:
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
         items.sort(key=lambda i: str(i.get("started_at", "")), reverse=True)
         return items[:limit]
+
+    def get_head(self, source_uri: str) -> dict[str, Any] | None:
+        """The commit head of one raw key (item ``key#<uri>``), or None."""
+        return self.get_run(head_id(source_uri))
+
+    def write_commit(
+        self, head: Mapping[str, Any], expected_rev: int, runs: Sequence[tuple[Mapping[str, Any], Sequence[str]]]
+    ) -> None:
+        """Put the head and the run records in one transaction, under their conditions.
+
+        Raises
+        ------
+        CommitConflictError
+            The head is not at `expected_rev`, or a run is not in one of its expected statuses.
+
+        """
+        head_condition = (
+            {"ConditionExpression": "attribute_not_exists(run_id)"}
+            if expected_rev == 0
+            else {
+                "ConditionExpression": "rev = :rev",
+                "ExpressionAttributeValues": {":rev": _SERIALIZE(expected_rev)},
+            }
+        )
+        actions: list[dict[str, Any]] = [{"Put": {"TableName": self._name, "Item": _typed(head), **head_condition}}]
+        for record, statuses in runs:
+            put: dict[str, Any] = {"TableName": self._name, "Item": _typed(record)}
+            if statuses:
+                names = {f":s{i}": _SERIALIZE(s) for i, s in enumerate(statuses)}
+                put["ConditionExpression"] = f"attribute_not_exists(run_id) OR #status IN ({', '.join(names)})"
+                put["ExpressionAttributeNames"] = {"#status": "status"}
+                put["ExpressionAttributeValues"] = names
+            actions.append({"Put": put})
+        try:
+            client("dynamodb").transact_write_items(TransactItems=actions)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _CONFLICTS:
+                raise CommitConflictError(
+                    f"commit of {head.get('key_uri')}: the head or a run changed meanwhile ({exc})"
+                ) from exc
+            raise
+
+    def transition(self, run_id: str, expected: Sequence[str], changes: Mapping[str, Any]) -> bool:
+        """Update the run's record with `changes` if its status is one of `expected`."""
+        values = to_item(changes)
+        names = {f"#f{i}": k for i, k in enumerate(values)}
+        expression = "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(values)))
+        attrs = {f":v{i}": v for i, v in enumerate(values.values())}
+        statuses = {f":s{i}": s for i, s in enumerate(expected)}
+        try:
+            self._table.update_item(
+                Key={"run_id": run_id},
+                UpdateExpression=expression,
+                ConditionExpression=f"#status IN ({', '.join(statuses)})",
+                ExpressionAttributeNames={**names, "#status": "status"},
+                ExpressionAttributeValues={**attrs, **statuses},
+            )
+        except self._table.meta.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+
+def _typed(document: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON-able mapping in DynamoDB's typed wire format (for the low-level client)."""
+    return {k: _SERIALIZE(v) for k, v in to_item(document).items()}

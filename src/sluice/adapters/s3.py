@@ -86,6 +86,13 @@ class S3Store:
             deleted += len(chunk) - len(resp.get("Errors", []))
         return deleted
 
+    def version_ids(self, bucket: str, key: str) -> list[str]:
+        """Version ids of `key`, newest first (S3's order); empty for an unversioned object."""
+        ids = []
+        for page in self._s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key):
+            ids += [v["VersionId"] for v in page.get("Versions", []) if v["Key"] == key and v["VersionId"] != "null"]
+        return ids
+
 
 class _BodyReader(io.RawIOBase):
     """A raw reader over botocore's StreamingBody, so it can be buffered."""

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 from sluice.adapters.clients import client
@@ -22,3 +23,31 @@ class StepFunctions:
         except self._sfn.exceptions.ExecutionAlreadyExists:
             return False
         return True
+
+    def ended_badly_since(self, state_machine_arn: str, since: datetime) -> Iterator[dict[str, Any]]:
+        """Failed, timed-out and aborted executions that stopped since `since`, newest first per status."""
+        for status in ("FAILED", "TIMED_OUT", "ABORTED"):
+            pages = self._sfn.get_paginator("list_executions").paginate(
+                stateMachineArn=state_machine_arn, statusFilter=status
+            )
+            for page in pages:
+                for execution in page["executions"]:
+                    stopped = execution.get("stopDate")
+                    if stopped is not None and stopped < since:
+                        break
+                    detail = self._sfn.describe_execution(executionArn=execution["executionArn"])
+                    try:
+                        payload = json.loads(detail.get("input") or "{}")
+                    except ValueError:
+                        payload = {}
+                    yield {
+                        "name": execution["name"],
+                        "status": status,
+                        "stopped_at": stopped,
+                        "error": detail.get("error") or status,
+                        "cause": detail.get("cause") or "",
+                        "input": payload if isinstance(payload, dict) else {},
+                    }
+                else:
+                    continue
+                break
