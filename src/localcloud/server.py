@@ -14,6 +14,8 @@ from typing import Any
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from localcloud import motofixes
+
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 _lock = threading.Lock()
@@ -65,6 +67,7 @@ class MotoServer:
                 raise RuntimeError("a local cloud is already running in this process (moto state is global)")
             _running["server"] = self
         try:
+            motofixes.apply()
             moto_app = DomainDispatcherApplication(create_backend_app)
             self._server = make_server(
                 "127.0.0.1", self._port, self._wrap(moto_app), threaded=True, request_handler=_QuietHandler

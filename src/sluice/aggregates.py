@@ -19,6 +19,11 @@ Stream record formats (JSON, UTF-8; documented in ``docs/aggregates.md``):
      "measures": {"amount": {"n": 3, "sum": "120.50", "min": "10.00", "max": "80.00"}},
      "distinct": {"customer_id": "x:..."}}
 
+* partials (written by Publish: many partial records of one run in one stream record, at most
+  :data:`BATCH_BYTES` each, so a file's hundreds or thousands of items cost a few puts)::
+
+    {"v": 1, "type": "partials", "records": [<partial>, <partial>, ...]}
+
 * rows (from producers outside sluice; contract column names and types)::
 
     {"v": 1, "type": "rows", "dataset": "orders", "rows": [{"ordered_at": "2026-11-01T10:02:00Z", ...}]}
@@ -46,6 +51,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 RECORD_VERSION = 1
+BATCH_BYTES = 256 * 1024  # a Kinesis record holds 1 MiB; PutRecords 5 MiB and 500 records
 OPS = ("sum", "min", "max")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_PARTITION_KEY = 256
@@ -706,6 +712,12 @@ class PartialUpdate:
         return (self.order, self.run_id)
 
 
+class PartialBatch(NamedTuple):
+    """A decoded ``partials`` record: partial records put together to save stream records."""
+
+    updates: tuple[PartialUpdate, ...]
+
+
 class RowsUpdate(NamedTuple):
     """Decoded row events of one dataset."""
 
@@ -759,8 +771,8 @@ def partial_from_json(obj: Any) -> PartialUpdate:
     return PartialUpdate(ItemKey(dataset, size, start, dims), run_id, seq, src or f"run:{run_id}", order, cv, values)
 
 
-def decode_record(data: bytes) -> PartialUpdate | RowsUpdate:
-    """Decode one stream record (a partial or row events).
+def decode_record(data: bytes) -> PartialUpdate | PartialBatch | RowsUpdate:
+    """Decode one stream record (a partial, a batch of partials, or row events).
 
     Raises
     ------
@@ -781,6 +793,13 @@ def decode_record(data: bytes) -> PartialUpdate | RowsUpdate:
     try:
         if kind == "partial":
             return partial_from_json(obj)
+        if kind == "partials":
+            records = obj.get("records")
+            if not isinstance(records, list) or not records:
+                raise ValueError("records must be a non-empty list of partial records")
+            if any(not isinstance(r, Mapping) or r.get("type", "partial") != "partial" for r in records):
+                raise ValueError("every element of records must be a partial record")
+            return PartialBatch(tuple(partial_from_json(r) for r in records))
         if kind == "rows":
             dataset = obj.get("dataset")
             if not isinstance(dataset, str) or not _DATASET.match(dataset):
@@ -791,12 +810,36 @@ def decode_record(data: bytes) -> PartialUpdate | RowsUpdate:
             return RowsUpdate(dataset, tuple(rows))
     except (ValueError, KeyError) as exc:
         raise PoisonRecordError(f"invalid {kind} record: {exc}") from None
-    raise PoisonRecordError(f"unknown record type {kind!r} (expected 'partial' or 'rows')")
+    raise PoisonRecordError(f"unknown record type {kind!r} (expected 'partial', 'partials' or 'rows')")
 
 
 def encode_record(record: Mapping[str, Any]) -> bytes:
     """Compact UTF-8 JSON of a record."""
     return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def batch_records(records: Sequence[Mapping[str, Any]], limit: int = BATCH_BYTES) -> list[bytes]:
+    """`records` (partials) as few encoded ``partials`` records of at most `limit` bytes each, in order.
+
+    A partial larger than `limit` on its own (an item with huge text min/max) goes alone.
+    """
+    out: list[bytes] = []
+    pending: list[bytes] = []
+    size = 0
+    for record in records:
+        data = encode_record(record)
+        if pending and size + len(data) + 1 > limit:
+            out.append(_batch(pending))
+            pending, size = [], 0
+        pending.append(data)
+        size += len(data) + 1
+    if pending:
+        out.append(_batch(pending))
+    return out
+
+
+def _batch(encoded: Sequence[bytes]) -> bytes:
+    return b'{"v":%d,"type":"partials","records":[' % RECORD_VERSION + b",".join(encoded) + b"]}"
 
 
 def combine_partials(

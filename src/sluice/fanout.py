@@ -430,7 +430,7 @@ def merge_run(
     rows_out = sum(int(p["rows_out"]) for p in parts)
     blank_lines = plan["leading_blank_lines"] + sum(int(p["blank_lines"]) for p in parts)
     summary = {"run_id": run_id, "rows_in": rows_in, "rows_out": rows_out, "blank_lines": blank_lines}
-    staging = staging_root / f"{run_id}-merge"
+    staging = layout.work_dir(staging_root, run_id, "merge")
     shutil.rmtree(staging, ignore_errors=True)
     where = describe(run["source"])
     quarantine = _Quarantine(staging, where, contract.label)

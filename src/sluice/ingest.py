@@ -18,9 +18,10 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, S3Eve
 
 from sluice.contracts import Contract, resolve_dataset
 from sluice.errors import SluiceError, UnknownDatasetError
-from sluice.payloads import RunInput, SourceObject
-from sluice.ports import Executions
+from sluice.payloads import FailureInput, RunInput, SourceObject
+from sluice.ports import Executions, RunTable
 from sluice.runid import run_id_for
+from sluice.runs import failed_record
 
 UNKNOWN_DATASET = "unknown"
 
@@ -112,6 +113,46 @@ def start_runs(
 
 
 MAX_ATTEMPTS = 99
+
+
+def record_unstartable(
+    event: Mapping[str, Any],
+    contracts: Sequence[Contract],
+    runs: RunTable,
+    error: BaseException,
+    *,
+    attempts: int,
+    retention_days: int,
+) -> list[str]:
+    """A FAILED run for each object of `event` that could not be started on its last delivery.
+
+    The ingest queue moves the message to its dead-letter queue next: the run record says so and
+    how to send it back, so the upload is never lost silently. A run that exists already (the
+    execution did start, its answer was lost) is left alone. Returns the run ids recorded.
+    """
+    try:
+        sources = list(sources_in(event))
+    except UnrecognisedEventError:
+        return []
+    recorded = []
+    for source in sources:
+        run = run_input_for(source, contracts)
+        if runs.get_run(run["run_id"]) is not None:
+            continue
+        cause = (
+            f"s3://{source['bucket']}/{source['key']}: the run could not be started after {attempts} deliveries "
+            f"of its event ({type(error).__name__}: {error}); the event is in the ingest dead-letter queue: "
+            "run `sluice redrive ingest` once the cause is fixed"
+        )
+        failure = FailureInput(
+            run_id=run["run_id"],
+            dataset=run["dataset"],
+            source=source,
+            error={"Error": "RunNotStarted", "Cause": cause},
+        )
+        runs.put_run(failed_record(failure, None, retention_days))
+        recorded.append(run["run_id"])
+    return recorded
 
 
 def rerun(

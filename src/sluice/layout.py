@@ -23,6 +23,9 @@ Work bucket (where readers never look)::
 from __future__ import annotations
 
 import re
+from pathlib import Path
+
+from sluice.runid import checked
 
 _RUN_FILE = re.compile(r"(?P<run>[A-Za-z0-9_-]+)-(?P<n>\d+)\.parquet$")
 STAGING = "staging/"
@@ -30,17 +33,17 @@ STAGING = "staging/"
 
 def manifest_key(run_id: str) -> str:
     """Work-bucket key of a run's manifest."""
-    return f"runs/{run_id}/manifest.json"
+    return f"runs/{checked(run_id)}/manifest.json"
 
 
 def partials_key(run_id: str) -> str:
     """Work-bucket key of a run's partial aggregates."""
-    return f"runs/{run_id}/partials.json"
+    return f"runs/{checked(run_id)}/partials.json"
 
 
 def staging_prefix(run_id: str) -> str:
     """Work-bucket prefix of the Parquet a run staged before its commit."""
-    return f"{STAGING}{run_id}/"
+    return f"{STAGING}{checked(run_id)}/"
 
 
 def staged_key(run_id: str, curated_key: str) -> str:
@@ -50,27 +53,27 @@ def staged_key(run_id: str, curated_key: str) -> str:
 
 def quarantine_prefix(dataset: str, run_id: str) -> str:
     """Quarantine-bucket prefix of a run's rejected rows and report."""
-    return f"{dataset}/{run_id}/"
+    return f"{dataset}/{checked(run_id)}/"
 
 
 def plan_key(run_id: str) -> str:
     """Work-bucket key of a fan-out's byte ranges (a JSON array of ``ByteRange``)."""
-    return f"plans/{run_id}/ranges.json"
+    return f"plans/{checked(run_id)}/ranges.json"
 
 
 def parts_prefix(run_id: str) -> str:
     """Work-bucket prefix of everything the byte ranges of a fan-out left."""
-    return f"parts/{run_id}/"
+    return f"parts/{checked(run_id)}/"
 
 
 def part_prefix(run_id: str, index: int) -> str:
     """Work-bucket prefix of the files byte range `index` left (quarantine, report, partials)."""
-    return f"parts/{run_id}/{index}/"
+    return f"parts/{checked(run_id)}/{int(index)}/"
 
 
 def part_manifest_key(run_id: str, index: int) -> str:
     """Work-bucket key of range `index`'s manifest (written last: its presence means the part is complete)."""
-    return f"parts/{run_id}/{index}.json"
+    return f"parts/{checked(run_id)}/{int(index)}.json"
 
 
 def range_output_key(key: str, run_id: str, index: int) -> str:
@@ -86,6 +89,11 @@ def range_output_key(key: str, run_id: str, index: int) -> str:
     if key.rsplit("/", 1)[-1] != single:
         raise ValueError(f"{key!r} is not a Parquet file of run {run_id}")
     return f"{key[: -len(single)]}{run_id}-{index}.parquet"
+
+
+def work_dir(root: Path, run_id: str, what: str = "") -> Path:
+    """A run's local scratch folder under `root` (``/tmp/sluice``): ``<run_id>[-<what>]``."""
+    return root / (checked(run_id) + (f"-{what}" if what else ""))
 
 
 def run_of_output(key: str) -> str | None:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, NotRequired, Protocol, TypedDict
 
 from sluice import layout
-from sluice.aggregates import encode_record, partial_from_json, prepare_publication, source_id
+from sluice.aggregates import batch_records, prepare_publication, source_id
 from sluice.commit import publication_order
 from sluice.payloads import CommittedResult
 from sluice.ports import ObjectStore, RunTable
@@ -36,14 +36,22 @@ class RecordPublisher(Protocol):
 class Published(TypedDict):
     """What Publish adds to the run's payload."""
 
-    records: int
+    records: int  # partial records (one per item), withdrawals included
     withdrawn: int  # items of the retired version this run no longer has (sent as empty partials)
+    stream_records: NotRequired[int]  # Kinesis records they travelled in (``partials`` batches)
     skipped: NotRequired[str]  # why nothing was published
 
 
 def stream_entries(records: Sequence[dict[str, Any]]) -> list[tuple[str, bytes]]:
-    """``(partition key, data)`` of each record: partition key ``dataset#group``."""
-    return [(partial_from_json(r).key.partition_key, encode_record(r)) for r in records]
+    """The records put together in ``partials`` records of at most 256 KiB, keyed ``dataset#src``.
+
+    A run's records share one partition key, so its few stream records land on one shard in
+    order; which version of a source wins never depends on that order.
+    """
+    if not records:
+        return []
+    key = f"{records[0]['dataset']}#{records[0].get('src') or records[0]['run_id']}"
+    return [(key, data) for data in batch_records(records)]
 
 
 def publish_run(
@@ -74,9 +82,9 @@ def publish_run(
         order=publication_order(seq),
         superseded=superseded,
     )
-    stream.put(stream_entries(records))
+    put = stream.put(stream_entries(records))
     withdrawn = sum(1 for r in records if r["count"] == 0)
-    return Published(records=len(records), withdrawn=withdrawn)
+    return Published(records=len(records), withdrawn=withdrawn, stream_records=put)
 
 
 def unpublished_predecessors(run: CommittedResult, runs: RunTable, limit: int = MAX_CHAIN) -> list[str]:

@@ -3,10 +3,33 @@
 import hashlib
 import re
 
+from sluice.errors import SluiceError
 from sluice.payloads import SourceObject
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,80}")
 MAX_NAME = 80
+
+
+class InvalidRunIdError(SluiceError):
+    """A payload's run id is not one sluice makes: it is never used for a path or an S3 key."""
+
+
+def checked(run_id: object) -> str:
+    """`run_id` if it has the shape :func:`run_id_for` gives (1-80 of ``[A-Za-z0-9_-]``).
+
+    Paths under ``/tmp`` and S3 keys are derived from run ids; a payload cannot smuggle in
+    ``../`` or ``/`` through one.
+
+    Raises
+    ------
+    InvalidRunIdError
+        It has another shape.
+
+    """
+    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
+        raise InvalidRunIdError(f"run id {str(run_id)[:100]!r} is not 1-80 characters of A-Z, a-z, 0-9, _ and -")
+    return run_id
 
 
 def upload_identity(source: SourceObject) -> str:

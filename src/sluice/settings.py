@@ -25,6 +25,7 @@ class Settings:
     fanout_threshold_bytes: int
     run_retention_days: int
     commit_lease_seconds: int
+    ingest_max_receives: int
     staging_dir: Path
 
     @classmethod
@@ -43,6 +44,7 @@ class Settings:
             fanout_threshold_bytes=int(env.get("FANOUT_THRESHOLD_BYTES", str(1 << 30))),
             run_retention_days=int(env.get("RUN_RETENTION_DAYS", "90")),
             commit_lease_seconds=int(env.get("COMMIT_LEASE_SECONDS", "360")),
+            ingest_max_receives=int(env.get("INGEST_MAX_RECEIVES", "5")),
             staging_dir=Path(env.get("SLUICE_STAGING_DIR", "/tmp/sluice")),
         )
 

@@ -30,6 +30,7 @@ from typing import Any, Literal, Protocol
 from sluice.aggregates import (
     AggregateSpec,
     ItemKey,
+    PartialBatch,
     PartialUpdate,
     PoisonRecordError,
     Values,
@@ -404,12 +405,13 @@ class Window:
     def _fold(self, data: bytes) -> None:
         update = decode_record(data)
         state = self.state
-        if isinstance(update, PartialUpdate):
-            slot = (update.key, update.src)
-            held = state.parts.get(slot)
-            if held is None or update.rank > held.rank:
-                state.parts[slot] = update
-                state.resize(slot)
+        if isinstance(update, PartialUpdate | PartialBatch):
+            for partial in update.updates if isinstance(update, PartialBatch) else (update,):
+                slot = (partial.key, partial.src)
+                held = state.parts.get(slot)
+                if held is None or partial.rank > held.rank:
+                    state.parts[slot] = partial
+                    state.resize(slot)
             return
         spec = self._specs.get(update.dataset)
         if spec is None:

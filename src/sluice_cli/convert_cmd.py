@@ -14,7 +14,7 @@ from sluice.errors import RejectThresholdError, SluiceError
 from sluice.infer import InferOptions, infer_contract
 from sluice.landing import LocalDir, land
 from sluice.payloads import SourceObject
-from sluice.runid import run_id_for
+from sluice.runid import checked, run_id_for
 from sluice.transform import ConvertOptions, Progress, throttled
 
 
@@ -172,7 +172,7 @@ def _convert_file(args: argparse.Namespace, known: dict[str, Any], kept: list[st
     contract = load_contract(args.contract)
     path = args.file.resolve()
     known.update(dataset=contract.dataset, contract_version=contract.version, source=str(path))
-    run_id = args.run_id or local_run_id(contract, path)
+    run_id = checked(args.run_id) if args.run_id else local_run_id(contract, path)
     known["run_id"] = run_id
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)

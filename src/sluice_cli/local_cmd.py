@@ -61,7 +61,7 @@ def up_cmd(args: argparse.Namespace) -> int:
             f"s3://{conn.resource('RawBucket')}/orders/"
         )
         console.print('  sluice runs | sluice query "select count(*) from orders" | sluice local tick')
-        console.print("Ctrl-C to stop.")
+        console.print("Ctrl-C to stop. State lives in memory: it is gone when the local cloud stops (reseed: --seed).")
         stop.wait()
     except KeyboardInterrupt:
         pass

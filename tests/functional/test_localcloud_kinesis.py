@@ -328,3 +328,31 @@ def test_a_failing_final_invocation_blocks_the_shard_and_is_reported() -> None:
         p.stop()
     finals = [e for e in function.events if e["isFinalInvokeForWindow"]]
     assert len(finals) >= 3  # retried: Lambda keeps the shard waiting until it succeeds
+
+
+def test_the_local_clouds_kinesis_shards_answer_as_moto_does_in_linear_time():
+    """Fails if the patched shard (O(1) puts, bisected reads) answers anything differently from moto's own."""
+    import random
+
+    from moto.kinesis.models import Shard
+
+    from localcloud import motofixes
+
+    original = motofixes.originals()
+    plain, fast = Shard(0, 0, 2**128), Shard(1, 0, 2**128)
+    motofixes.apply()
+    assert Shard.put_record is not original["put_record"]
+    rnd = random.Random(7)
+    for i in range(3000):
+        a = original["put_record"](plain, f"k{i}", f"d{i}", "")
+        b = fast.put_record(f"k{i}", f"d{i}", "")
+        assert a == b
+        if rnd.random() < 0.05:
+            after, limit = str(rnd.randint(0, i + 2)), rnd.choice([None, 1, 7, 10000])
+            got_a, last_a, _ = original["get_records"](plain, after, limit)
+            got_b, last_b, _ = fast.get_records(after, limit)
+            assert [r.sequence_number for r in got_a] == [r.sequence_number for r in got_b] and last_a == last_b
+    assert fast.get_max_sequence_number() == original["get_max_sequence_number"](plain) == 3000
+    assert fast.get_min_sequence_number() == 1
+    fast.records = type(fast.records)()  # moto replaces a shard's records when shards merge
+    assert fast.get_max_sequence_number() == 0 and fast.put_record("k", "d", "") == "1"

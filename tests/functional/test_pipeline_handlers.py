@@ -137,9 +137,16 @@ def test_summarize_commits_the_run_and_record_failure_records_reason(aws, handle
     assert (item["status"], item["failed_step"]) == ("COMMITTED", "Publish")
 
 
-def test_cleanup_handler_reports_what_it_did(aws, handler_of):
+def test_cleanup_handler_reports_what_it_did(aws, handler_of, state_machine):
     s3 = boto3.client("s3")
     s3.put_object(Bucket=aws["CuratedBucket"], Key="orders/order_date=2026-11-01/orphan-run-0.parquet", Body=b"x")
-    report = handler_of("CleanupFunction")(event("schedule.json", aws))
+    scheduled = event("schedule.json", aws)
+    report = handler_of("CleanupFunction", STATE_MACHINE_ARN=state_machine)(scheduled)
     assert report["files_checked"] == 1
     assert report["orphans_deleted"] == []  # younger than the grace period
+    assert report["failures_recorded"] == []
+    two_days_on = {**scheduled, "time": "2099-01-01T03:15:00Z"}  # the schedule's time is the cleanup's "now"
+    report = handler_of("CleanupFunction", STATE_MACHINE_ARN=state_machine)(two_days_on)
+    assert report["orphans_deleted"] == [
+        f"s3://{aws['CuratedBucket']}/orders/order_date=2026-11-01/orphan-run-0.parquet"
+    ]

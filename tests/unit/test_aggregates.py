@@ -12,12 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sluice.aggregates import (
+    BATCH_BYTES,
     AggregateSpec,
     ItemKey,
     PartialAggregator,
+    PartialBatch,
     PoisonRecordError,
     RowsUpdate,
     Values,
+    batch_records,
     combine_partials,
     decode_record,
     encode_record,
@@ -350,11 +353,40 @@ def test_stream_records_decode_partials_and_rows():
         b'"measures": {"a": {"n": 1, "sum": true}}}',
         b'{"type": "partial", "dataset": "orders", "run_id": "r", "seq": 0, "bucket_seconds": 60, "count": 1, '
         b'"distinct": {"c": "x:!!"}}',
+        b'{"type": "partials", "records": []}',
+        b'{"type": "partials", "records": [{"type": "rows", "dataset": "orders", "rows": [{}]}]}',
+        b'{"type": "partials", "records": [{"dataset": "orders", "run_id": "r", "seq": 0, "bucket_seconds": 7, '
+        b'"bucket": "2026-11-01T10:00:30Z", "count": 1}]}',
     ],
 )
 def test_poison_records_are_recognised(data):
     with pytest.raises(PoisonRecordError):
         decode_record(data)
+
+
+def test_a_run_of_thousands_of_items_travels_in_a_few_batches_that_decode_to_the_same_partials():
+    """Fails if each item is its own stream record (4,704 puts for a month-spread file) or a batch loses one."""
+    rows = [
+        {**ROWS[0], "ordered_at": datetime(2026, 10, 1, tzinfo=UTC) + timedelta(hours=h), "country": c}
+        for h in range(24 * 31)
+        for c in ("DE", "FR", "NL", "US", "GB", "IT")
+    ]
+    agg = PartialAggregator(ORDERS, "run-1")
+    agg(pa.Table.from_pylist(rows, schema=SCHEMA))
+    records = prepare_publication(agg.records(), run_id="run-1", contract_version=1, src="s", order="c1")
+    assert len(records) == 24 * 31 * 6
+    batches = batch_records(records)
+    assert 1 < len(batches) <= len(records) * 400 // BATCH_BYTES + 1
+    assert all(len(b) <= BATCH_BYTES for b in batches)
+    decoded = []
+    for data in batches:
+        batch = decode_record(data)
+        assert isinstance(batch, PartialBatch)
+        decoded += batch.updates
+    assert decoded == [partial_from_json(r) for r in records]
+    huge = {**records[0], "group": {"country": "X" * BATCH_BYTES}}
+    alone = batch_records([records[1], huge, records[2]])
+    assert len(alone) == 3 and isinstance(decode_record(alone[1]), PartialBatch)
 
 
 def test_publication_merges_items_stamps_the_source_and_withdraws_superseded_items():

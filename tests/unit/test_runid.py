@@ -1,7 +1,8 @@
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sluice.runid import MAX_NAME, run_id_for
+from sluice.runid import MAX_NAME, InvalidRunIdError, checked, run_id_for
 
 SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 
@@ -30,3 +31,42 @@ def test_names_fit_step_functions_rules(key, dataset):
     name = run_id_for(dataset, {"bucket": "raw", "key": key, "etag": "e"})
     assert 0 < len(name) <= MAX_NAME
     assert set(name) <= SAFE
+
+
+@pytest.mark.parametrize("bad", ["../../etc", "run/1", "", "a" * 81, "run 1", None, "ré"])
+def test_paths_and_keys_come_from_validated_run_ids_only(bad, tmp_path):
+    """Fails if a payload's run id can reach a path or an S3 key unchecked (../ would escape /tmp/sluice)."""
+    from sluice import layout
+    from sluice.landing import land_run
+    from tests.fakes import MemoryStore
+    from tests.fanout_data import contract
+
+    with pytest.raises(InvalidRunIdError):
+        checked(bad)
+    for name in (layout.manifest_key, layout.staging_prefix, layout.plan_key, layout.parts_prefix):
+        with pytest.raises(InvalidRunIdError):
+            name(bad)
+    with pytest.raises(InvalidRunIdError):
+        layout.work_dir(tmp_path, bad)
+    run = {
+        "run_id": bad,
+        "dataset": "x",
+        "contract_version": 1,
+        "started_at": "t",
+        "mode": "single",
+        "source": {"bucket": "raw", "key": "fanout_orders/a.csv"},
+    }
+    store = MemoryStore()
+    store.put("raw", "fanout_orders/a.csv", b"order_id\n")
+    with pytest.raises(InvalidRunIdError):
+        land_run(
+            run,
+            contract(),
+            store,
+            curated_bucket="c",
+            quarantine_bucket="q",
+            work_bucket="w",
+            staging_root=tmp_path / "s",
+        )
+    assert not (tmp_path / "s").exists() and [b for b, _ in store.objects] == ["raw"]
+    assert checked("orders-a-0123456789abcdef0123") == "orders-a-0123456789abcdef0123"

@@ -13,8 +13,8 @@ from sluice.adapters.clients import client
 class StepFunctions:
     """:class:`sluice.ports.Executions` on AWS Step Functions."""
 
-    def __init__(self) -> None:
-        self._sfn = client("stepfunctions")
+    def __init__(self, *, quick: bool = False) -> None:
+        self._sfn = client("stepfunctions", quick=quick)
 
     def start(self, state_machine_arn: str, name: str, payload: Mapping[str, Any]) -> bool:
         """Start execution `name`; False if it already exists (a duplicate event)."""
