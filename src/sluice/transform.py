@@ -28,6 +28,7 @@ from sluice.errors import InputRejectedError, RejectThresholdError
 from sluice.partitioning import (
     MAX_KEY_BYTES,
     MAX_SEGMENT_BYTES,
+    LongPaths,
     PartitionedWriter,
     WriterOptions,
     add_partitions,
@@ -351,12 +352,15 @@ class _Run:
                     rejected.append(Rejected(line, "row.transform", None, None, reason, text))
                 kept = np.delete(kept, dropped)
         table, paths = add_partitions(typed, self.contract) if typed.num_rows else (typed, None)
-        if isinstance(paths, pa.DictionaryArray):
+        long = long_paths(paths, self.contract, self.run_id) if isinstance(paths, pa.DictionaryArray) else None
+        if long is not None and paths is not None:
             if kept is None:
                 kept = np.setdiff1d(np.arange(chunk.table.num_rows), rejects.rows)
-            typed, table, paths = self._drop_long_paths(
-                chunk, kept=kept, typed=typed, table=table, paths=paths, rejected=rejected
-            )
+            rejected += self._long_path_rejects(chunk, long, kept, typed)
+            keep = np.ones(typed.num_rows, dtype=bool)
+            keep[long.rows] = False
+            mask = pa.array(keep)
+            typed, table, paths = typed.filter(mask), table.filter(mask), paths.filter(mask)
         rejected.sort(key=lambda r: r.line)
         try:
             self.quarantine.add(rejected)
@@ -376,22 +380,11 @@ class _Run:
         if self.after_chunk is not None:
             self.after_chunk()
 
-    def _drop_long_paths(
-        self,
-        chunk: Chunk,
-        *,
-        kept: np.ndarray,
-        typed: pa.Table,
-        table: pa.Table,
-        paths: pa.DictionaryArray,
-        rejected: list[Rejected],
-    ) -> tuple[pa.Table, pa.Table, pa.DictionaryArray]:
-        """Quarantine the rows whose partition path is too long to store (`kept`: their rows in `chunk`)."""
-        long = long_paths(paths, self.contract, self.run_id)
-        if long is None:
-            return typed, table, paths
+    def _long_path_rejects(self, chunk: Chunk, long: LongPaths, kept: np.ndarray, typed: pa.Table) -> list[Rejected]:
+        """The rows of `typed` whose partition path is too long to store (`kept`: their rows in `chunk`)."""
         values = typed.take(pa.array(long.rows))
         located = chunk.locate(kept[long.rows].tolist())
+        rejected = []
         for k, ((line, text), p, size) in enumerate(zip(located, long.partitions, long.sizes, strict=True)):
             reason = (
                 f"makes a partition path segment of {size} bytes ({p.name}=..., escaped); a directory name "
@@ -399,10 +392,7 @@ class _Run:
             )
             value = _text(values.column(p.source)[k].as_py())
             rejected.append(Rejected(line, f"{p.source}.partition", p.source, value, reason, text))
-        keep = np.ones(typed.num_rows, dtype=bool)
-        keep[long.rows] = False
-        mask = pa.array(keep)
-        return typed.filter(mask), table.filter(mask), paths.filter(mask)
+        return rejected
 
     def _check_ratio(self) -> None:
         """Stop once the file cannot meet ``max_reject_ratio`` whatever follows (see docs/engine.md)."""
