@@ -26,6 +26,7 @@ def plain_template(types: tuple[str, ...] = PLAIN_TYPES) -> dict[str, Any]:
             {
                 "AWSTemplateFormatVersion": "2010-09-09",
                 "Parameters": template.get("Parameters", {}),
+                "Conditions": template.get("Conditions", {}),
                 "Resources": resources,
             },
             default=str,
