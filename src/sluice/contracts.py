@@ -185,6 +185,61 @@ class Aggregates(_Model):
     distinct: tuple[str, ...] = Field((), description="columns with a mergeable distinct-count sketch")
 
 
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)?\s*$")
+_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
+Size = Annotated[int | str, Field(description="bytes: a number, or with a unit (`16 MiB`, `2 GB`)")]
+
+
+def parse_size(value: int | str) -> int:
+    """Bytes of a size written as a number or with a unit (``16 MiB``, ``2 GB``)."""
+    if isinstance(value, int):
+        return value
+    m = _SIZE.match(value)
+    if m is None:
+        raise ValueError(f"{value!r} is not a size (a number of bytes, or e.g. 16 MiB, 2 GB)")
+    return int(float(m.group(1)) * _UNITS[m.group(2) or "B"])
+
+
+class Limits(_Model):
+    """Bounds on what one file may cost, so that a hostile or broken upload fails fast and cheaply."""
+
+    max_row_bytes: Size = Field(
+        16 << 20,
+        description="longest line; a longer one is quarantined (rule row.length) without being read into memory "
+        "whole (with newlines_in_values a longer record rejects the file)",
+    )
+    max_expansion_ratio: float = Field(
+        100.0, gt=1.0, description="decompressed bytes per compressed byte read (beyond the first 16 MiB)"
+    )
+    max_decompressed_bytes: Size = Field(16 << 30, description="largest decompressed size of a compressed object")
+    max_quarantine_bytes: Size = Field(
+        256 << 20, description="largest rejected.csv; a file whose rejects need more is refused (it is not loaded)"
+    )
+
+    @field_validator("max_row_bytes", "max_decompressed_bytes", "max_quarantine_bytes")
+    @classmethod
+    def _bytes(cls, value: int | str) -> int:
+        size = parse_size(value)
+        if size < 1024:
+            raise ValueError(f"{value!r} is less than 1 KiB")
+        return size
+
+    @property
+    def row_bytes(self) -> int:
+        """``max_row_bytes`` in bytes."""
+        return parse_size(self.max_row_bytes)
+
+    @property
+    def decompressed_bytes(self) -> int:
+        """``max_decompressed_bytes`` in bytes."""
+        return parse_size(self.max_decompressed_bytes)
+
+    @property
+    def quarantine_bytes(self) -> int:
+        """``max_quarantine_bytes`` in bytes."""
+        return parse_size(self.max_quarantine_bytes)
+
+
 class Contract(_Model):
     """A dataset contract, loaded from ``contracts/<dataset>.yaml``."""
 
@@ -197,6 +252,7 @@ class Contract(_Model):
     partition: tuple[Partition, ...] = ()
     max_reject_ratio: float = Field(1.0, ge=0.0, le=1.0)
     aggregates: Aggregates | None = None
+    limits: Limits = Limits()
     transform: str | None = Field(None, description="optional per-batch pandas hook `module:function`")
 
     @model_validator(mode="after")

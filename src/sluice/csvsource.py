@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import _csv
 import csv
+import sys
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from sluice.errors import InputRejectedError
 CR, LF = 13, 10
 Bytes = bytes | bytearray  # the reader hands out its buffer's front as is (see CsvReader._take_front)
 _SUB_CHUNK = 1 << 20
+LONG_LINE_SHOWN = 1 << 10  # bytes of an over-long line kept for the quarantine
 
 
 @dataclass(frozen=True)
@@ -124,12 +126,17 @@ Locator = Callable[[Sequence[int]], list[tuple[int, str]]]
 
 @dataclass(frozen=True)
 class Piece:
-    """Record-aligned bytes of the stream, cut ahead of parsing (see :meth:`CsvReader.pieces`)."""
+    """Record-aligned bytes of the stream, cut ahead of parsing (see :meth:`CsvReader.pieces`).
+
+    A line longer than the reader's ``max_record_bytes`` is never held whole: it becomes a piece
+    without data whose ``bad`` record names it (rule ``row.length``).
+    """
 
     data: Bytes
     first_line: int
     final: bool
     line_breaks: int
+    bad: tuple[BadRecord, ...] = ()
 
 
 @dataclass
@@ -249,7 +256,10 @@ class CsvReader:
     chunk_size
         Target bytes per chunk.
     max_record_bytes
-        Longest record accepted; a longer one (usually a quote that never closes) rejects the file.
+        Longest line (``limits.max_row_bytes``). When every line break ends a record, a longer line
+        is set aside as a bad record (``row.length``) while it streams past, never held whole;
+        with line breaks in values, a record that runs longer (usually a quote that never
+        closes) rejects the file.
     first_line
         Physical line number of the first byte of the stream (1 for a whole file).
 
@@ -282,6 +292,16 @@ class CsvReader:
         self.line = first_line  # physical line number of _pending[0]
         self.leading_blank_lines = 0
         csv.field_size_limit(max(max_record_bytes, csv.field_size_limit()))
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether every byte of the stream has been taken out of the reader."""
+        return self._eof and not self._pending
+
+    @property
+    def consumed(self) -> int:
+        """Bytes of the UTF-8 stream taken out of the reader so far (cut into pieces or skipped)."""
+        return self._offset
 
     # ------------------------------------------------------------------ stream plumbing
     def _fill(self, want: int) -> None:
@@ -337,7 +357,8 @@ class CsvReader:
                 return None
             if len(self._pending) > self._max_record:
                 raise InputRejectedError(
-                    f"{self._where(self.line)}: a line is longer than {self._max_record >> 20} MiB; is this a CSV file?"
+                    f"{self._where(self.line)}: a line before the data is longer than {_size(self._max_record)} "
+                    f"(limits.max_row_bytes); is this a CSV file?"
                 )
             self._fill(len(self._pending) + self._chunk_size)
 
@@ -436,8 +457,8 @@ class CsvReader:
             if used == 0:
                 if len(self._pending) > self._max_record:
                     raise InputRejectedError(
-                        f"{self._where(self.line)}: a quoted value runs for more than "
-                        f"{self._max_record >> 20} MiB; a quote that never closes? (check dialect.quote_char)"
+                        f"{self._where(self.line)}: a quoted value runs for more than {_size(self._max_record)} "
+                        f"(limits.max_row_bytes); a quote that never closes? (check dialect.quote_char)"
                     )
                 floor = cut
                 continue
@@ -467,6 +488,13 @@ class CsvReader:
             if not self._pending:
                 return
             cut = self._next_cut(0)
+            if self.splittable and (cut < 0 or cut > self._max_record):
+                long_at = -1 if cut < 0 else self._long_line_at(cut)
+                if long_at == 0 or cut < 0:  # the line at the front is too long: let it stream past
+                    yield self._skip_long_line()
+                    continue
+                if long_at > 0:
+                    cut = long_at  # the lines before it first
             final = self._eof and cut == len(self._pending)
             data = self._take_front(cut)
             breaks = count_line_breaks(data)
@@ -481,6 +509,8 @@ class CsvReader:
         Returns the records and the bytes of the piece they used: all of them, unless line breaks
         in values and irregular quoting put the cut inside a record (see :meth:`pieces`).
         """
+        if piece.bad:
+            return Chunk(_empty(names), list(piece.bad), 0, piece.first_line, lambda rows: [], piece.line_breaks), 0
         chunk, used = self._parse(piece.data, list(names), piece.first_line, piece.final, piece.line_breaks)
         if used != len(piece.data) and self.splittable:  # every line break ends a record here
             raise AssertionError(f"{self._where(piece.first_line)}: piece parsed only in part")
@@ -504,11 +534,56 @@ class CsvReader:
             if cut > floor:
                 return cut
             if len(self._pending) > self._max_record:
+                if self.splittable:
+                    return -1  # one line, longer than allowed, and its end not read yet
                 raise InputRejectedError(
-                    f"{self._where(self.line)}: no record ends within {self._max_record >> 20} MiB; "
-                    f"a quote that never closes? (check dialect.quote_char)"
+                    f"{self._where(self.line)}: no record ends within {_size(self._max_record)} (limits.max_row_bytes "
+                    f"of contract {self._label}); a quote that never closes? (check dialect.quote_char), or raise "
+                    f"the limit if records really are that long"
                 )
             self._fill(len(self._pending) + self._chunk_size)
+
+    def _long_line_at(self, cut: int) -> int:
+        """Start of the first line of ``pending[:cut]`` longer than allowed; -1 when none is."""
+        starts, stops = line_spans(self._pending[:cut])
+        long = np.flatnonzero(stops - starts > self._max_record)
+        return int(starts[long[0]]) if len(long) else -1
+
+    def _skip_long_line(self) -> Piece:
+        """Read past the over-long line at the front of the stream, keeping only its start; a piece naming it."""
+        line = self.line
+        shown = bytes(self._pending[:LONG_LINE_SHOWN])
+        size = 0
+        while True:
+            end = _first_break_end(self._pending, self._eof)
+            if end:
+                term = 2 if self._pending[end - 2 : end] == b"\r\n" else 1
+                size += end - term
+                self._drop(end)
+                self.line += 1
+                breaks = 1
+                break
+            if self._eof:
+                size += len(self._pending)
+                self._drop(len(self._pending))
+                breaks = 0
+                break
+            keep = 1 if self._pending[-1:] == b"\r" else 0  # maybe the first half of a CRLF
+            size += len(self._pending) - keep
+            self._drop(len(self._pending) - keep)
+            self._fill(len(self._pending) + self._chunk_size)
+        text = printable(shown.decode("utf-8", "surrogateescape")) + "..."
+        bad = BadRecord(
+            line,
+            text,
+            "row.length",
+            None,
+            str(size),
+            f"is {size:,} bytes long, more than limits.max_row_bytes ({_size(self._max_record)}) of contract "
+            f"{self._label} allows; it was not loaded (the raw file keeps it; _text shows its first "
+            f"{LONG_LINE_SHOWN} bytes)",
+        )
+        return Piece(b"", line, self._eof and not self._pending, breaks, (bad,))
 
     def _cut_point(self, buf: Bytes, eof: bool) -> int:
         """End of the last complete record candidate in `buf` (0: none yet)."""
@@ -561,6 +636,7 @@ class CsvReader:
         values, skipped any record (its line is then unknown).
         """
         invalid: list[tuple[int, int]] = []
+        _quiet_undecodable_rows()
 
         def on_invalid(row: pacsv.InvalidRow) -> str:
             invalid.append((row.number or 0, row.actual_columns))
@@ -833,6 +909,45 @@ class _SlowParse:
             if len(self.columns[0]) >= 65536:
                 self.built.append(_table(self.columns, self.names))
                 self.columns = [[] for _ in self.names]
+
+
+def _size(n: int) -> str:
+    """A byte count for messages: ``16 MiB``, ``1.5 KiB``, ``900 bytes``."""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):.3g} {unit}"
+    return f"{n} bytes"
+
+
+class _UndecodableRowHook:
+    """``sys.unraisablehook`` that keeps quiet about ragged rows pyarrow cannot decode for their handler.
+
+    pyarrow decodes a ragged row's text as UTF-8 before calling ``invalid_row_handler``; with
+    invalid bytes in it that fails inside Cython, is printed as "Exception ignored ... Traceback"
+    and the parse is refused, so the piece takes the precise path, which quarantines the row
+    (``row.encoding``). The message would only alarm; anything else goes to the previous hook.
+    """
+
+    def __init__(self, previous: Callable[[sys.UnraisableHookArgs], object]) -> None:
+        self.previous = previous
+
+    def __call__(self, unraisable: sys.UnraisableHookArgs) -> None:
+        if issubclass(unraisable.exc_type, UnicodeDecodeError) and getattr(unraisable.object, "__name__", "") == (
+            "on_invalid"
+        ):
+            return
+        self.previous(unraisable)
+
+
+_hook_lock = threading.Lock()
+
+
+def _quiet_undecodable_rows() -> None:
+    """Install :class:`_UndecodableRowHook` in front of the current hook (once)."""
+    if not isinstance(sys.unraisablehook, _UndecodableRowHook):
+        with _hook_lock:
+            if not isinstance(sys.unraisablehook, _UndecodableRowHook):
+                sys.unraisablehook = _UndecodableRowHook(sys.unraisablehook)
 
 
 def _only_line_breaks(data: Bytes) -> bool:

@@ -37,6 +37,14 @@ class InputRejectedError(SluiceError):
     """
 
 
+class UnsupportedFormatError(InputRejectedError):
+    """The raw object is an archive or a binary file (zip, 7z, rar, xz, Parquet, xls ...), not CSV."""
+
+
+class DecompressionLimitError(InputRejectedError):
+    """A compressed object expands past its contract's limits (size or ratio), like a compression bomb."""
+
+
 class RejectThresholdError(InputRejectedError):
     """More rows broke the contract than the contract's ``max_reject_ratio`` allows."""
 

@@ -388,14 +388,19 @@ class _Sniffer:
         self.source = source
         self.options = options
         self.notes: list[str] = []
+        self.cut_line: int | None = None  # 1-based line the sample ends inside, when it does
         data = read_exactly(stream, options.sample_bytes + 1)
         self.truncated = len(data) > options.sample_bytes
         self.data = data[: options.sample_bytes]
+        csv.field_size_limit(max(csv.field_size_limit(), options.sample_bytes + 1))  # any field of the sample
 
     def text_lines(self) -> tuple[str, list[str]]:
         if not self.data.strip(b"\r\n\t "):
             raise _refuse(self.source, "the file is empty (or only blank lines); nothing to infer")
-        enc = self.options.encoding or sniff_encoding(self.data, self.truncated, self.notes)
+        try:
+            enc = self.options.encoding or sniff_encoding(self.data, self.truncated, self.notes)
+        except InputRejectedError as exc:
+            raise _refuse(self.source, str(exc)) from exc
         enc = Dialect(encoding=enc).encoding
         codec = {"utf-8-sig": "utf-8-sig", "utf-16": "utf-16"}.get(enc, enc)
         decoder = codecs.getincrementaldecoder(codec)("surrogateescape")
@@ -406,6 +411,7 @@ class _Sniffer:
         lines = _split_lines(text)
         if self.truncated and lines and not lines[-1].endswith(("\r", "\n")):
             lines.pop()
+            self.cut_line = len(lines) + 1
         return enc, lines
 
     def quoting(self, lines: list[str], delimiter: str) -> tuple[str | None, str | None, list[_Record]]:
@@ -451,6 +457,18 @@ class _Sniffer:
                 f"all (quotes are literal text). If that is its dialect, rerun with "
                 f"--quote-char none (contract: quote_char: null)",
             )
+
+    def data_records(self, records: list[_Record]) -> list[_Record]:
+        """The records with fields; refused when there are none because the sample ends inside the first."""
+        data = [r for r in records if r.fields]
+        if not data and self.cut_line is not None:
+            raise _refuse(
+                self.source,
+                f"line {self.cut_line}: no record ends within the first {self.options.sample_bytes >> 20} MiB, so "
+                f"there is no data to infer types from (a value of that size, or a quote that never closes?); "
+                f"rerun with a larger --sample-mib, or check the quoting",
+            )
+        return data
 
     def check_one_table(self, records: list[_Record]) -> None:
         runs: list[tuple[int, int]] = []  # (width, length)
@@ -530,7 +548,7 @@ def infer_contract(
         cells = records[header_idx].fields
         width = len(cells)
         skip = records[header_idx].start
-    data = [r for r in records[data_from:] if r.fields]
+    data = sn.data_records(records[data_from:])
     # records with undecodable bytes are quarantined by convert: they say nothing about types
     rows = [r.fields for r in data if len(r.fields) == width and not any(map(_UNDECODED.search, r.fields))]
     if width == 1:  # blank lines are empty values in a one-column file

@@ -37,6 +37,8 @@ from sluice.errors import ContractError
 from sluice.rules import arrow_type, one_array
 
 DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+PROPERTY_SAMPLE_ROWS = 16_384  # rows the Parquet writer properties are chosen on
+STATS_VALUE_BYTES = 4096  # Parquet (parquet-cpp's max_statistics_size) drops min/max longer than this
 _SAFE = " -._~+,;@!$&'()*"
 
 
@@ -128,6 +130,49 @@ def add_partitions(table: pa.Table, contract: Contract) -> tuple[pa.Table, pa.Ar
             segments.append(level[i])
         names.append("/".join(reversed(segments)))
     return table, pa.DictionaryArray.from_arrays(combined.indices, pa.array(names, pa.string()))
+
+
+MAX_SEGMENT_BYTES = 255  # a directory name (NAME_MAX on Linux, most file systems)
+MAX_KEY_BYTES = 1024  # an S3 key
+
+
+@dataclass(frozen=True)
+class LongPaths:
+    """Rows whose partition path cannot be a file name: their positions, and for each the partition at fault."""
+
+    rows: np.ndarray
+    partitions: list[Partition]
+    sizes: list[int]
+
+
+def long_paths(paths: pa.DictionaryArray, contract: Contract, run_id: str) -> LongPaths | None:
+    """The rows of `paths` (from :func:`add_partitions`) whose path has a segment or a key too long to store.
+
+    A segment (``name=value``, escaped) may take :data:`MAX_SEGMENT_BYTES`, the whole key of a
+    file :data:`MAX_KEY_BYTES`. Only the distinct paths are measured. None when every path fits.
+    """
+    fixed = len(contract.dataset) + len(run_id) + len("//-999.parquet")
+    faults = {
+        code: fault
+        for code, name in enumerate(paths.dictionary.to_pylist())
+        if (fault := _path_fault(name, fixed)) is not None
+    }
+    if not faults:
+        return None
+    codes = np.asarray(paths.indices.to_numpy(zero_copy_only=False))
+    rows = np.flatnonzero(np.isin(codes, list(faults)))
+    which = [faults[int(c)] for c in codes[rows].tolist()]
+    return LongPaths(rows, [contract.partition[w] for w, _ in which], [size for _, size in which])
+
+
+@lru_cache(maxsize=4096)  # every batch names the same few partitions again
+def _path_fault(name: str, fixed: int) -> tuple[int, int] | None:
+    """``(segment, bytes)`` of the longest segment of partition path `name` when it does not fit, else None."""
+    sizes = [len(seg.encode()) for seg in name.split("/")]
+    worst = max(range(len(sizes)), key=sizes.__getitem__)
+    if sizes[worst] > MAX_SEGMENT_BYTES or sum(sizes) + len(sizes) + fixed > MAX_KEY_BYTES:
+        return worst, sizes[worst]
+    return None
 
 
 def parse_path(path: str) -> dict[str, str]:
@@ -524,6 +569,8 @@ class PartitionedWriter:
         self._pending_bytes = 0.0
         self._open = 0
         self._props: dict[str, Any] | None = None
+        self._sample: list[pa.Table] = []  # the first PROPERTY_SAMPLE_ROWS rows, until the properties are chosen
+        self._sample_rows = 0
         self._spill = _SpillFile(
             staging_dir / "_spill" / f"{run_id}.arrow",
             schema,
@@ -599,8 +646,12 @@ class PartitionedWriter:
         if n == 0:
             return
         self._check()
-        if self._props is None:
-            self._props = self._choose_properties(table)
+        if self._props is None and self._sample_rows < PROPERTY_SAMPLE_ROWS:
+            take = min(n, PROPERTY_SAMPLE_ROWS - self._sample_rows)
+            self._sample.append(table if take == n else table.slice(0, take))
+            self._sample_rows += take
+            if self._sample_rows == PROPERTY_SAMPLE_ROWS:
+                self._properties()
         codes: _Codes | None = None
         if paths is None:
             pids, counts = [self._part("").pid], [n]
@@ -689,6 +740,7 @@ class PartitionedWriter:
 
     def _emit(self, part: _Part, table: pa.Table, nbytes: float, *, last: bool = False) -> None:
         """Write `table` as one row group of the partition's next file (round-robin); `last`: then close it."""
+        self._properties()
         k = part.groups % part.width
         part.groups += 1
         file = part.files[k] if k < len(part.files) else self._new_file(part)
@@ -717,8 +769,7 @@ class PartitionedWriter:
     def _write_group(self, file: _File, table: pa.Table, last: bool) -> None:
         if file.writer is None:
             file.path.parent.mkdir(parents=True, exist_ok=True)
-            assert self._props is not None
-            file.writer = pq.ParquetWriter(file.path, self.schema, **self._props)
+            file.writer = pq.ParquetWriter(file.path, self.schema, **self._properties())
         file.writer.write_table(table, row_group_size=table.num_rows)
         if last:
             _close_writer(file)
@@ -788,20 +839,36 @@ class PartitionedWriter:
         if written != order:  # the batch numbers handed out assume this order
             raise RuntimeError(f"spill run wrote partitions {written[:5]}..., expected {order[:5]}...")
 
-    def _choose_properties(self, sample: pa.Table) -> dict[str, Any]:
+    def _properties(self) -> dict[str, Any]:
+        """The writer properties, chosen on the first rows written (see :meth:`_choose_properties`).
+
+        They are chosen once :data:`PROPERTY_SAMPLE_ROWS` rows arrived, or at the first row group
+        written if that comes first (all rows so far), so the same rows give the same files
+        whatever batches they came in.
+        """
+        if self._props is None:
+            sample = pa.concat_tables(self._sample) if self._sample else self.schema.empty_table()
+            self._props = self._choose_properties(sample)
+            self._sample, self._sample_rows = [], PROPERTY_SAMPLE_ROWS
+        return self._props
+
+    def _choose_properties(self, head: pa.Table) -> dict[str, Any]:
         """Dictionary encoding and statistics only where they pay.
 
         Dictionaries for low-cardinality columns; min/max statistics for every column that is
         not text, and for text only when the sample is sorted: min and max of a row group of
         shuffled text span nearly every value, so they skip nothing and cost ~10 % of the encode.
+        Nor for text with values longer than :data:`STATS_VALUE_BYTES`: Parquet does not store
+        such statistics, and computing them copies the values (a 16 MiB value: +110 MB).
         """
-        head = sample.slice(0, 100_000)
         dictionary, stats = [], []
         for name in head.column_names:
             col = one_array(head.column(name))
             if pc.count_distinct(col).as_py() <= max(1, head.num_rows // 4):
                 dictionary.append(name)
             text = pa.types.is_string(col.type) or pa.types.is_binary(col.type)
+            if text and len(col) and (pc.max(pc.binary_length(col)).as_py() or 0) > STATS_VALUE_BYTES:
+                continue
             if not text or len(col) < 2 or pc.all(pc.greater_equal(col[1:], col[:-1])).as_py() is not False:
                 stats.append(name)
         return {
@@ -830,6 +897,8 @@ class PartitionedWriter:
         ]
 
     def _finish(self) -> None:
+        if self._by_pid:
+            self._properties()  # here, before any task needs them
         entries, self._entries, self._entry_bytes = self._entries, [], 0
         waiting: dict[int, tuple[pa.Table, float]] = {}
         if entries:

@@ -13,7 +13,7 @@ import io
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sluice.compressed import decompress_head, sniff
+from sluice.compressed import SNIFF_BYTES, decompress_head, refuse_binary, sniff
 from sluice.contracts import Contract, resolve_dataset
 from sluice.errors import InputRejectedError
 from sluice.payloads import RunInput, SourceObject, ValidateResult
@@ -126,9 +126,11 @@ def validate_run(
         raise InputRejectedError(f"{where}: the file is empty (rule file.empty, contract {contract.label})")
     sample = store.read_range(source["bucket"], source["key"], 0, min(size, SAMPLE_BYTES), resolved["version_id"])
     complete = size <= SAMPLE_BYTES
+    refuse_binary(sample[:SNIFF_BYTES], where)
     compression = sniff(sample)
     if compression is not None:  # the header is checked on what the sample decompresses to
         sample, complete = decompress_head(sample, compression, where), False
+        refuse_binary(sample[:SNIFF_BYTES], where, inside=compression)
     check_header(sample_text(sample, contract, where, complete), contract, where)
     # a compressed object has no byte ranges to split at: one worker
     fanout = compression is None and size > fanout_threshold_bytes and fanout_blocker(contract) is None

@@ -26,15 +26,19 @@ from sluice.dateformats import MONTHS, DateFormat, compile_format
 from sluice.errors import ContractError
 from sluice.patterns import compile_fixed, numbered, rows_of_width
 
+# The acceptance rule of each type (docs/engine.md, "What a value of each type may look like"): a
+# value is valid when it has the shape below *and* Arrow's cast reads it alone (range, precision,
+# calendar). A whole batch that casts at once is taken as is only when no value in it can have a
+# shape Arrow reads but the rule refuses (hexadecimal integers), so every value gets the same answer
+# whatever the other rows of its batch.
 _INT = r"^-?[0-9]+$"
 _FLOAT = r"(?i)^[+-]?(([0-9]+(\.[0-9]*)?|\.[0-9]+)(e[+-]?[0-9]+)?|inf|infinity|nan)$"
-_DECIMAL = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$"
+_DECIMAL = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 _DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
-_TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?)?$"
-_TIMESTAMP_TZ = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)$"
-)
-_ZONED = r"[T ][0-9:.]+(Z|[+-][0-9]{2}(:?[0-9]{2})?)$"
+_TIME = r"[T ][0-9]{2}(:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?)?"
+_TIMESTAMP = rf"^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}({_TIME})?$"
+_TIMESTAMP_TZ = rf"^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}{_TIME}(Z|[+-][0-9]{{2}}(:?[0-9]{{2}})?)$"
+_OFFSET_END = re.compile(r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)$")
 UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 
@@ -83,28 +87,58 @@ def _bisect_cast(arr: pa.Array, to: pa.DataType) -> pa.Array:
         return pa.concat_arrays([_bisect_cast(arr.slice(0, half), to), _bisect_cast(arr.slice(half), to)])
 
 
+def _has_hex_mark(value: pa.Array) -> bool:
+    """Whether any byte of the text of `value` is ``x`` or ``X`` (Arrow reads ``0x1F`` as an integer).
+
+    One pass over the string data, no copy; null slots may hold text (null tokens), which can
+    only make this say True and send the batch the per-value way, never change an answer.
+    """
+    if len(value) == 0 or value.buffers()[2] is None:
+        return False
+    offsets = np.frombuffer(value.buffers()[1], dtype=np.int32, count=len(value) + 1, offset=value.offset * 4)
+    data = np.frombuffer(value.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    return bool(np.any((data | 0x20) == ord("x")))
+
+
+def cast_whole(value: pa.Array, to: pa.DataType) -> pa.Array | None:
+    """`value` cast in one go when every value in it is valid under the acceptance rule, else None.
+
+    The fast path of a clean batch: what it accepts is exactly what the per-value path accepts.
+    """
+    try:
+        typed = pc.cast(value, to)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if pa.types.is_integer(to) and _has_hex_mark(value):
+        return None
+    return typed
+
+
 def _cast_checked(value: pa.Array, to: pa.DataType, shape: str) -> pa.Array:
     """Cast text to `to`; values of the wrong shape or out of range become null."""
-    try:
-        return pc.cast(value, to)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
+    whole = cast_whole(value, to)
+    if whole is not None:
+        return whole
     candidate = pc.if_else(pc.match_substring_regex(value, shape), value, pa.scalar(None, pa.string()))
     return _bisect_cast(candidate, to)
 
 
 def _parse_timestamps(value: pa.Array) -> pa.Array:
     """ISO 8601 text to UTC timestamps; values without an offset are taken as UTC."""
-    try:
-        return pc.cast(value, UTC_TIMESTAMP)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
+    whole = cast_whole(value, UTC_TIMESTAMP)  # every value has an offset
+    if whole is not None:
+        return whole
+    first = value.drop_null()[0].as_py() if value.null_count < len(value) else None
+    if first is not None and not _OFFSET_END.search(first):  # a naive batch, maybe: try it whole
+        naive = cast_whole(value, pa.timestamp("us"))  # (a failing naive cast reads every value: ~9 ms a chunk)
+        if naive is not None:
+            return pc.cast(naive, UTC_TIMESTAMP)
     none = pa.scalar(None, pa.string())
-    zoned = pc.match_substring_regex(value, _ZONED)
+    zoned = pc.match_substring_regex(value, _TIMESTAMP_TZ)
     with_tz = _cast_checked(pc.if_else(zoned, value, none), UTC_TIMESTAMP, _TIMESTAMP_TZ)
     naive_text = pc.if_else(zoned, none, value)
-    naive = _cast_checked(naive_text, pa.timestamp("us"), _TIMESTAMP)
-    return pc.coalesce(with_tz, pc.cast(naive, UTC_TIMESTAMP))
+    plain = _cast_checked(naive_text, pa.timestamp("us"), _TIMESTAMP)
+    return pc.coalesce(with_tz, pc.cast(plain, UTC_TIMESTAMP))
 
 
 def _parse_formatted(value: pa.Array, fmt: DateFormat, column_type: str) -> pa.Array:
@@ -757,12 +791,12 @@ class Validator:
     def _parse(self, col: Column, raw: pa.Array) -> tuple[pa.Array, pa.Array]:
         """Text with null tokens applied, and the typed values."""
         if col.name in self._direct and col.name not in self._indirect:
-            try:  # no null token parses as this type: a clean column casts in one go
-                return raw, pc.cast(raw, self.schema.field(col.name).type)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                # a failed cast costs as much as a good one: once a column has held a null token
-                # or a bad value, go straight to the null-aware path for the rest of the file
-                self._indirect.add(col.name)
+            typed = cast_whole(raw, self.schema.field(col.name).type)  # no null token parses as this type
+            if typed is not None:
+                return raw, typed
+            # a failed cast costs as much as a good one: once a column has held a null token or a
+            # bad value, go straight to the null-aware path for the rest of the file
+            self._indirect.add(col.name)
         value = apply_nulls(raw, self._dialect.null_values)
         return value, parse_values(value, col.type, self._dialect, col.format)
 

@@ -80,7 +80,8 @@ class Utf8Blocks:
         self._source_name = source_name
         self._block_size = block_size
         self._at_start = at_start
-        self.bytes_in = 0
+        self.bytes_in = 0  # bytes read from `source`
+        self.bytes_out = 0  # UTF-8 bytes handed out
 
     def _read(self) -> bytes:
         block = read_exactly(self._source, self._block_size)
@@ -136,6 +137,7 @@ class Utf8Blocks:
         head = head[skip:]
         if codec is None:
             while head:
+                self.bytes_out += len(head)
                 yield head
                 head = self._read()
             return
@@ -159,7 +161,9 @@ class Utf8Blocks:
                 if text:
                     out.append(text.encode("utf-8", "surrogateescape"))
             if out:
-                yield b"".join(out)
+                block = b"".join(out)
+                self.bytes_out += len(block)
+                yield block
             if final:
                 return
             offset += len(block)

@@ -21,12 +21,28 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import numpy as np
 import pyarrow as pa
 
-from sluice.compressed import open_source
+from sluice.compressed import RATIO_SLACK, open_source
 from sluice.contracts import Contract
 from sluice.csvsource import Chunk, CsvFormat, CsvReader, Piece, count_line_breaks
 from sluice.errors import InputRejectedError, RejectThresholdError
-from sluice.partitioning import PartitionedWriter, WriterOptions, add_partitions, partition_type
-from sluice.quarantine import QuarantineWriter, Rejected, over_threshold, threshold_error
+from sluice.partitioning import (
+    MAX_KEY_BYTES,
+    MAX_SEGMENT_BYTES,
+    LongPaths,
+    PartitionedWriter,
+    WriterOptions,
+    add_partitions,
+    long_paths,
+    partition_type,
+)
+from sluice.quarantine import (
+    QuarantineFullError,
+    QuarantineWriter,
+    Rejected,
+    early_stop_error,
+    over_threshold,
+    threshold_error,
+)
 from sluice.rules import Checked, Validator, contract_schema
 from sluice.textstream import Utf8Blocks
 
@@ -101,10 +117,14 @@ class ConvertOptions:
     ``header`` and ``first_line`` convert a byte range: `source` then starts at a record boundary
     on physical line ``first_line``, has no header of its own, and ``header`` is the file's
     header (already checked against the contract by whoever split the file).
+
+    ``source_bytes`` is the size of the object as stored (compressed or not). It bounds how many
+    rows may still follow, so a file bound to break ``max_reject_ratio`` stops early; a seekable
+    `source` (a local file) tells it itself.
     """
 
     block_size: int = 2 << 20
-    max_record_bytes: int = 64 << 20
+    max_record_bytes: int | None = None  # None: the contract's limits.max_row_bytes
     row_group_rows: int = 1 << 20
     row_group_bytes: int = 24 << 20
     buffer_bytes: int = 64 << 20
@@ -117,6 +137,7 @@ class ConvertOptions:
     examples_per_rule: int = 5
     header: tuple[str, ...] | None = None
     first_line: int = 1
+    source_bytes: int | None = None  # size of the object as stored, for the early stop (default: asked of `source`)
 
     @property
     def thread_count(self) -> int:
@@ -191,6 +212,11 @@ class ConvertResult:
         }
 
 
+def _text(value: object) -> str | None:
+    """A value as the quarantine's ``_value`` shows it."""
+    return None if value is None else str(value)
+
+
 def _printable_name(name: str) -> str:
     return json.dumps(name.strip(), ensure_ascii=False)
 
@@ -233,6 +259,27 @@ def check_header(found: Sequence[str], contract: Contract, source_name: str) -> 
     )
 
 
+class _Stopped(Exception):
+    """The run is bound to fail for its rejects: stop reading (`why` says what made it certain)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+def stored_size(source: BinaryIO) -> int | None:
+    """Bytes left in `source` when it can tell (a seekable file), else None."""
+    try:
+        if source.seekable():
+            here = source.tell()
+            end = source.seek(0, os.SEEK_END)
+            source.seek(here)
+            return int(end - here)
+    except (OSError, ValueError, AttributeError):
+        pass
+    return None
+
+
 class _Run:
     """State of one conversion."""
 
@@ -265,12 +312,15 @@ class _Run:
             source_name=source_name,
             contract_label=contract.label,
             examples_per_rule=options.examples_per_rule,
+            max_bytes=contract.limits.quarantine_bytes,
         )
         self.writer: PartitionedWriter | None = None
         self.rows_in = 0
         self.rows_out = 0
         self.blank_lines = 0
         self.after_chunk: Callable[[], None] | None = None
+        self.more_rows: Callable[[], int | None] = lambda: None  # most rows that may still follow
+        self.ahead = 0  # bytes of pieces cut but not finished yet (their rows are not in rows_in)
 
     def check(self, chunk: Chunk) -> Checked:
         """The stateless part of a chunk's work (any thread, any order)."""
@@ -292,33 +342,70 @@ class _Run:
                 strict=True,
             ):
                 rejected.append(Rejected(line, rule, col, value, reason, text))
+        kept: np.ndarray | None = None  # the chunk's rows that `typed` holds, once rows leave it after `finish`
         if self.hook is not None and typed.num_rows:
             typed, dropped = self.hook(typed, chunk.first_line)
             if len(dropped):
-                kept_rows = np.setdiff1d(np.arange(chunk.table.num_rows), rejects.rows)
-                for line, text in chunk.locate(kept_rows[dropped].tolist()):
-                    rejected.append(
-                        Rejected(
-                            line,
-                            "row.transform",
-                            None,
-                            None,
-                            f"was dropped by transform hook {self.contract.transform}",
-                            text,
-                        )
-                    )
+                kept = np.setdiff1d(np.arange(chunk.table.num_rows), rejects.rows)
+                reason = f"was dropped by transform hook {self.contract.transform}"
+                for line, text in chunk.locate(kept[dropped].tolist()):
+                    rejected.append(Rejected(line, "row.transform", None, None, reason, text))
+                kept = np.delete(kept, dropped)
+        table, paths = add_partitions(typed, self.contract) if typed.num_rows else (typed, None)
+        long = long_paths(paths, self.contract, self.run_id) if isinstance(paths, pa.DictionaryArray) else None
+        if long is not None and paths is not None:
+            if kept is None:
+                kept = np.setdiff1d(np.arange(chunk.table.num_rows), rejects.rows)
+            rejected += self._long_path_rejects(chunk, long, kept, typed)
+            keep = np.ones(typed.num_rows, dtype=bool)
+            keep[long.rows] = False
+            mask = pa.array(keep)
+            typed, table, paths = typed.filter(mask), table.filter(mask), paths.filter(mask)
         rejected.sort(key=lambda r: r.line)
-        self.quarantine.add(rejected)
+        try:
+            self.quarantine.add(rejected)
+        except QuarantineFullError:
+            raise _Stopped(
+                f"its rejected rows passed limits.max_quarantine_bytes "
+                f"({self.contract.limits.quarantine_bytes >> 20} MiB) of contract {self.contract.label}"
+            ) from None
+        self._check_ratio()
         if typed.num_rows:
             self.rows_out += typed.num_rows
             if self.observers:
                 base = typed.select(self.base_schema.names)
                 for observe in self.observers:
                     observe(base)
-            table, paths = add_partitions(typed, self.contract)
             self._writer(table.schema).write(table, paths)
         if self.after_chunk is not None:
             self.after_chunk()
+
+    def _long_path_rejects(self, chunk: Chunk, long: LongPaths, kept: np.ndarray, typed: pa.Table) -> list[Rejected]:
+        """The rows of `typed` whose partition path is too long to store (`kept`: their rows in `chunk`)."""
+        values = typed.take(pa.array(long.rows))
+        located = chunk.locate(kept[long.rows].tolist())
+        rejected = []
+        for k, ((line, text), p, size) in enumerate(zip(located, long.partitions, long.sizes, strict=True)):
+            reason = (
+                f"makes a partition path segment of {size} bytes ({p.name}=..., escaped); a directory name "
+                f"takes at most {MAX_SEGMENT_BYTES} bytes and an S3 key {MAX_KEY_BYTES}"
+            )
+            value = _text(values.column(p.source)[k].as_py())
+            rejected.append(Rejected(line, f"{p.source}.partition", p.source, value, reason, text))
+        return rejected
+
+    def _check_ratio(self) -> None:
+        """Stop once the file cannot meet ``max_reject_ratio`` whatever follows (see docs/engine.md)."""
+        ratio = self.contract.max_reject_ratio
+        rejected = self.quarantine.total
+        if ratio >= 1.0 or rejected <= ratio * self.rows_in:
+            return
+        more = self.more_rows()
+        if more and rejected > ratio * (self.rows_in + more):  # at the end the usual check says it
+            raise _Stopped(
+                f"{rejected} of its first {self.rows_in} rows were rejected and at most {more} more rows can "
+                f"follow, so more than max_reject_ratio {ratio:g} of its rows break contract {self.contract.label}"
+            )
 
     def _writer(self, schema: pa.Schema) -> PartitionedWriter:
         if self.writer is None:
@@ -343,12 +430,13 @@ class _Run:
             self.writer.abort()
 
 
-def _process_in_parallel(reader: CsvReader, run: _Run, threads: int) -> None:
+def _process_in_parallel(reader: CsvReader, run: _Run, threads: int, block_size: int) -> None:
     """Parse and check up to `threads` pieces at once; finish them in file order on this thread.
 
     pyarrow releases the GIL while it parses and computes, so the pieces really run in
     parallel; what must follow the file's order (``unique``, the quarantine, the writers)
-    stays here. At most ``threads + 1`` pieces are in flight. With line breaks in values, a
+    stays here. At most ``threads + 1`` pieces are in flight, and at most ``(threads + 1) x
+    block_size`` bytes of them unless one piece alone is larger. With line breaks in values, a
     piece whose cut fell inside a record (irregular quoting) is parsed only in part: the rest
     of it and the pieces cut after it go back to the reader, and the file is finished one
     chunk at a time (:func:`_process_in_order`), which is what one thread would have done.
@@ -363,27 +451,35 @@ def _process_in_parallel(reader: CsvReader, run: _Run, threads: int) -> None:
     window: deque[tuple[Piece, Future[tuple[Chunk, int, Checked]]]] = deque()
     executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sluice-parse")
     pieces = reader.pieces()
+    budget = (threads + 1) * block_size  # bytes in flight: pieces of long lines go fewer at a time
+    held: Piece | None = None
+    in_flight = 0
     try:
         while True:
-            piece = next(pieces, None)
-            if piece is not None:
-                window.append((piece, executor.submit(work, piece)))
-                del piece
-                if len(window) <= threads:
-                    continue
+            if held is None:
+                held = next(pieces, None)
+            if held is not None and (not window or (len(window) <= threads and in_flight + len(held.data) <= budget)):
+                window.append((held, executor.submit(work, held)))
+                in_flight += len(held.data)
+                held = None
+                continue
             if not window:
                 return
             done, future = window.popleft()
+            in_flight -= len(done.data)
             chunk, used, checked = future.result()
-            if used:
+            run.ahead = in_flight + (len(held.data) if held is not None else 0)
+            if used or done.bad:
                 run.process(chunk, checked)
             del chunk, checked
             pool.release_unused()
             if used < len(done.data):
                 for _, later in window:
                     later.cancel()
-                rest = done.data[used:] + b"".join(p.data for p, _ in window)
+                rest = done.data[used:] + b"".join(p.data for p, _ in window) + (held.data if held else b"")
                 window.clear()
+                held = None
+                run.ahead = 0
                 pieces.close()
                 reader.unread(rest, done.first_line + count_line_breaks(done.data[:used]))
                 del done, rest
@@ -403,6 +499,46 @@ def _process_in_order(reader: CsvReader, run: _Run) -> None:
         run.process(chunk)
         del chunk
         pool.release_unused()  # hand freed chunk memory back to the OS: keeps RSS flat
+
+
+def _read(reader: CsvReader, run: _Run, opts: ConvertOptions) -> None:
+    """Check the header (a whole file) and process every record of the stream."""
+    contract = run.contract
+    if opts.header is None:
+        cells = reader.read_header(skip_lines=contract.dialect.skip_rows, header=contract.dialect.header)
+        if cells is not None:
+            check_header(cells, contract, run.source_name)
+    if opts.thread_count > 1:
+        _process_in_parallel(reader, run, opts.thread_count, opts.block_size)
+    else:
+        _process_in_order(reader, run)
+
+
+def _rows_bound(
+    run: _Run, blocks: Utf8Blocks, reader: CsvReader, stored: int | None, *, compressed: bool
+) -> Callable[[], int | None]:
+    """How many more records the stream can hold at most, from what is left of it (None: unknown).
+
+    Every record takes at least one character, so one byte, per column (its delimiters and line
+    break): what is left of the object, and of what was read but not finished yet, divided by the
+    number of columns. A compressed object can only yield what its limits let it decompress to.
+    """
+    limits = run.contract.limits
+    if compressed:
+        most = limits.decompressed_bytes
+        stored = most if stored is None else min(most, RATIO_SLACK + int(limits.max_expansion_ratio * stored))
+    if stored is None:
+        return lambda: None
+    total, ncols = stored, len(run.contract.columns)
+
+    def more_rows() -> int:
+        if reader.exhausted and not run.ahead:
+            return 0
+        unread = max(0, total - blocks.bytes_in)
+        undone = max(0, blocks.bytes_out - reader.consumed) + run.ahead
+        return (unread + undone) // ncols + 2  # + a last record without a line break, + a character held back
+
+    return more_rows
 
 
 def convert(
@@ -440,9 +576,10 @@ def convert(
     run = _Run(
         contract, run_id=run_id, source_name=source_name, staging_dir=staging_dir, observers=observers, options=opts
     )
-    raw = None
+    raw, compression = None, None
+    stored = opts.source_bytes if opts.source_bytes is not None else stored_size(source)
     if opts.header is None:  # a whole object, maybe compressed (a byte range never is: it is never fanned out)
-        source, raw, _ = open_source(source, source_name)
+        source, raw, compression = open_source(source, source_name, contract.limits, contract.label)
     blocks = Utf8Blocks(
         source,
         contract.dialect.encoding,
@@ -457,10 +594,11 @@ def convert(
         encoding=contract.dialect.encoding,
         contract_label=contract.label,
         chunk_size=opts.block_size,
-        max_record_bytes=opts.max_record_bytes,
+        max_record_bytes=opts.max_record_bytes or contract.limits.row_bytes,
         first_line=opts.first_line,
         use_threads=opts.parse_threads,
     )
+    run.more_rows = _rows_bound(run, blocks, reader, stored, compressed=compression is not None)
     if progress is not None:
         began, report = time.monotonic(), progress
 
@@ -470,14 +608,7 @@ def convert(
 
         run.after_chunk = after_chunk
     try:
-        if opts.header is None:
-            cells = reader.read_header(skip_lines=contract.dialect.skip_rows, header=contract.dialect.header)
-            if cells is not None:
-                check_header(cells, contract, source_name)
-        if opts.thread_count > 1:
-            _process_in_parallel(reader, run, opts.thread_count)
-        else:
-            _process_in_order(reader, run)
+        _read(reader, run, opts)
         rejected = run.quarantine.total
         run.blank_lines += reader.leading_blank_lines
         summary = {"run_id": run_id, "rows_in": run.rows_in, "rows_out": run.rows_out, "blank_lines": run.blank_lines}
@@ -493,6 +624,16 @@ def convert(
             )
         outputs = run.writer.close() if run.writer is not None else []
         rejected_path, report_path = run.quarantine.close(summary)
+    except _Stopped as stop:
+        run.abort()
+        summary = {"run_id": run_id, "rows_in": run.rows_in, "rows_out": 0, "blank_lines": run.blank_lines}
+        run.quarantine.close({**summary, "stopped_early": stop.why})
+        raise early_stop_error(
+            source_name,
+            run.quarantine.counts,
+            f"stopped after {run.rows_in} rows: {stop.why}",
+            "rejected.csv and report.json in the quarantine, which list the rejected rows up to there",
+        ) from None
     except RejectThresholdError:
         raise
     except BaseException:

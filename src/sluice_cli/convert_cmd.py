@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, TextIO
 
 from sluice.contracts import Contract, load_contract
-from sluice.errors import SluiceError
+from sluice.errors import RejectThresholdError, SluiceError
 from sluice.infer import InferOptions, infer_contract
 from sluice.landing import LocalDir, land
 from sluice.payloads import SourceObject
@@ -135,22 +136,52 @@ def local_run_id(contract: Contract, path: Path) -> str:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    """Convert one file; the JSON summary goes to stdout whatever happens (``status``, and ``error`` on failure)."""
+    known: dict[str, Any] = {"run_id": None, "dataset": None, "contract_version": None, "source": str(args.file)}
+    kept: list[str] = []
+    failure: Exception
     try:
-        contract = load_contract(args.contract)
-        path = args.file.resolve()
-        run_id = checked(args.run_id) if args.run_id else local_run_id(contract, path)
-        out = args.out.resolve()
-        out.mkdir(parents=True, exist_ok=True)
+        summary = _convert_file(args, known, kept)
     except SluiceError as exc:
-        return _fail(str(exc))
+        failure, message = exc, str(exc)
     except OSError as exc:
-        return _fail(f"{exc.filename or args.file}: {exc.strerror or exc}")
+        failure, message = exc, f"{exc.filename or args.file}: {exc.strerror or exc}"
+    except Exception as exc:  # a bug: still one clear line, no traceback (SLUICE_DEBUG=1 shows it)
+        if os.environ.get("SLUICE_DEBUG"):
+            raise
+        failure, message = exc, internal_error(args.file, exc)
+    else:
+        print(json.dumps({**known, "status": "succeeded", **summary}, indent=2, ensure_ascii=False))
+        return 0
+    error = {"type": type(failure).__name__, "message": " ".join(message.split())}
+    failed = {**known, "status": "failed", "error": error, "output_files": [], "quarantine_files": kept}
+    print(json.dumps(failed, indent=2, ensure_ascii=False))
+    return _fail(message)
+
+
+def internal_error(path: Path, exc: BaseException) -> str:
+    """The one-line message of an unexpected error: what happened, that nothing was written, what to do."""
+    return (
+        f"{path}: internal error ({type(exc).__name__}: {exc}); nothing was written. This is a bug in sluice: "
+        f"please report it with the file (SLUICE_DEBUG=1 shows the traceback)"
+    )
+
+
+def _convert_file(args: argparse.Namespace, known: dict[str, Any], kept: list[str]) -> dict[str, Any]:
+    """Convert and place the outputs; returns the summary. `known` and `kept` (a refusal's quarantine) fill in."""
+    contract = load_contract(args.contract)
+    path = args.file.resolve()
+    known.update(dataset=contract.dataset, contract_version=contract.version, source=str(path))
+    run_id = checked(args.run_id) if args.run_id else local_run_id(contract, path)
+    known["run_id"] = run_id
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(args.contract.resolve().parent))  # hooks named by the contract may live next to it
     qdir = out / "_quarantine" / contract.dataset / run_id
+    options = ConvertOptions(block_size=max(1, args.block_size_mib) << 20, threads=max(0, args.threads))
+    shown = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
+    line = ProgressLine(path.stat().st_size, sys.stderr) if shown else None
     try:
-        options = ConvertOptions(block_size=max(1, args.block_size_mib) << 20, threads=max(0, args.threads))
-        shown = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
-        line = ProgressLine(path.stat().st_size, sys.stderr) if shown else None
         with path.open("rb") as f:
             landed = land(
                 f,
@@ -164,35 +195,19 @@ def _convert(args: argparse.Namespace) -> int:
                 options=options,
                 progress=throttled(line.show, 0.25) if line else None,
             )
+    except RejectThresholdError:
+        kept += [str(p) for p in sorted(qdir.glob("*")) if p.is_file()]  # placed for diagnosis
+        raise
+    finally:
         if line is not None:
             line.close()
-    except SluiceError as exc:
-        return _fail(str(exc))
-    except OSError as exc:
-        return _fail(f"{exc.filename or args.file}: {exc.strerror or exc}")
     summary = landed.result.to_summary()
     summary.pop("rejected_path", None)
     summary.pop("report_path", None)
     for o, placed in zip(summary["outputs"], landed.outputs, strict=True):
         o["path"] = placed.uri
-    outputs = [o.uri for o in landed.outputs]
     quarantine = [p for p in (landed.rejected, landed.report) if p is not None]
-    print(
-        json.dumps(
-            {
-                "run_id": run_id,
-                "dataset": contract.dataset,
-                "contract_version": contract.version,
-                "source": str(path),
-                **summary,
-                "output_files": [str(p) for p in outputs],
-                "quarantine_files": [str(p) for p in quarantine],
-            },
-            indent=2,
-            ensure_ascii=False,
-        )
-    )
-    return 0
+    return {**summary, "output_files": [o.uri for o in landed.outputs], "quarantine_files": quarantine}
 
 
 def _infer(args: argparse.Namespace) -> int:
@@ -213,8 +228,12 @@ def _infer(args: argparse.Namespace) -> int:
             inference = infer_contract(f, source_name=str(args.file), file_stem=args.file.stem, options=opts)
     except SluiceError as exc:
         return _fail(str(exc))
-    except (OSError, ValueError) as exc:
-        return _fail(f"{args.file}: {exc}")
+    except OSError as exc:
+        return _fail(f"{exc.filename or args.file}: {exc.strerror or exc}")
+    except Exception as exc:  # a bug: still one clear line, no traceback (SLUICE_DEBUG=1 shows it)
+        if os.environ.get("SLUICE_DEBUG"):
+            raise
+        return _fail(internal_error(args.file, exc))
     sys.stdout.write(inference.to_yaml(args.file.name))
     return 0
 
