@@ -225,6 +225,9 @@ class _Typed:
     ambiguous: tuple[str, ...] = ()  # layouts that all read every value, differently
 
 
+MAX_DECIMAL_DIGITS = 38  # Parquet's and Athena's widest decimal
+
+
 def _column_type(values: Sequence[str], dialect: Dialect, extra_nulls: set[str]) -> _Typed:
     raw = pa.array([_UNDECODED.sub("\ufffd", v) for v in values], pa.string())
     value = apply_nulls(raw, (*dialect.null_values, *sorted(extra_nulls)))
@@ -232,13 +235,10 @@ def _column_type(values: Sequence[str], dialect: Dialect, extra_nulls: set[str])
     if len(present) == 0:
         return _Typed("string")
     texts = set(present.to_pylist())
-    if all(t.lower() in _WORD_BOOLS for t in texts) and {t.lower() for t in texts} <= _WORD_BOOLS:
-        return _Typed("bool")
-    if any(re.fullmatch(r"[+-]?0[0-9]+", t) for t in texts):
-        return _Typed("string")  # codes with leading zeros stay text
-    for candidate in ("int64", "float64", "date", "timestamp"):
-        if candidate == "int64" and not all(re.fullmatch(r"-?[0-9]+", t) for t in texts):
-            continue
+    simple = _word_or_integer_type(present, texts, dialect)
+    if simple is not None:
+        return simple
+    for candidate in ("float64", "date", "timestamp"):
         parsed = parse_values(present, candidate, dialect)
         if parsed.null_count == 0:
             return _Typed(candidate)
@@ -248,6 +248,24 @@ def _column_type(values: Sequence[str], dialect: Dialect, extra_nulls: set[str])
             if found is not None:
                 return found
     return _Typed("string")
+
+
+def _word_or_integer_type(present: pa.Array, texts: set[str], dialect: Dialect) -> _Typed | None:
+    """The type of true/false words (bool), codes with leading zeros (text) and integers, else None.
+
+    Integers are int64, beyond it decimal(38,0), beyond that text: every digit is kept (float64
+    would round 12345678901234567890).
+    """
+    if all(t.lower() in _WORD_BOOLS for t in texts) and {t.lower() for t in texts} <= _WORD_BOOLS:
+        return _Typed("bool")
+    if any(re.fullmatch(r"[+-]?0[0-9]+", t) for t in texts):
+        return _Typed("string")  # codes with leading zeros stay text
+    if not all(re.fullmatch(r"-?[0-9]+", t) for t in texts):
+        return None
+    if parse_values(present, "int64", dialect).null_count == 0:
+        return _Typed("int64")
+    wide = max(len(t.lstrip("-")) for t in texts) <= MAX_DECIMAL_DIGITS
+    return _Typed(f"decimal({MAX_DECIMAL_DIGITS},0)" if wide else "string")
 
 
 def _date_layout(present: pa.Array, kind: str, layouts: Sequence[str], dialect: Dialect) -> _Typed | None:

@@ -317,11 +317,9 @@ def test_thousands_separators_under_a_numeric_contract_are_quarantined_not_misre
     assert [(r["_line"], r["_rule"], r["_value"]) for r in out.rejected] == [("2", "amount.type", "1,234.50")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine (infer.py): an integer column beyond int64 is inferred float64 and rounded; "
-    "a lossless type (decimal or string) is needed",
-)
 def test_integers_beyond_int64_keep_every_digit(tmp_path):
+    """Fails if infer types such a column float64: 12345678901234567890 would load as 1.2345678901234567e+19."""
     _, out = infer_and_convert(b"id,account\n1,12345678901234567890\n2,5\n", tmp_path)
     assert [str(v) for v in out.column("account")] == ["12345678901234567890", "5"]
+    _, wider = infer_and_convert(b"id,digits\n1," + b"9" * 40 + b"\n2,5\n", tmp_path)
+    assert wider.column("digits") == ["9" * 40, "5"], "past 38 digits: text, every digit kept"
