@@ -56,7 +56,13 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     shard = _shard_of(event)
     logger.append_keys(shard=shard)
     budget = int(os.environ.get("WINDOW_STATE_BUDGET_BYTES", DEFAULT_BUDGET))
-    window = Window(WindowState.from_json(stream.state, shard), _store(), _contract, budget=budget)
+    window = Window(
+        WindowState.from_json(stream.state, shard),
+        _store(),
+        _contract,
+        budget=budget,
+        remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000,
+    )
 
     def fold(record: KinesisStreamRecord) -> None:
         window.handle(record.kinesis.sequence_number, record.kinesis.data_as_bytes())
@@ -76,6 +82,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         logger.error("overlapping replay not applied (see docs/aggregates.md)", contribution=conflict)
     metrics.add_metric("RecordsFolded", MetricUnit.Count, window.folded)
     metrics.add_metric("PoisonRecords", MetricUnit.Count, len(window.poison))
+    metrics.add_metric("RecordsDeferred", MetricUnit.Count, window.deferred)
     metrics.add_metric("ItemsWritten", MetricUnit.Count, window.report.items)
     logger.info(
         "window batch",
@@ -83,5 +90,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         flushes=window.report.flushes,
         outcomes=window.report.outcomes,
         state_records=window.state.folded,
+        deferred=window.deferred,
     )
     return {"state": state, "batchItemFailures": failures}

@@ -22,6 +22,7 @@ a failed record, the window's end), so a retried or bisected batch flushes the s
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ STATE_VERSION = 1
 STATE_LIMIT = 1_000_000  # Lambda's tumbling-window state limit is 1 MB
 DEFAULT_BUDGET = 700_000  # flush early above this many bytes of state
 MAX_ATTEMPTS = 25
+FLUSH_RESERVE_SECONDS = 5.0  # time kept for the end of an invocation after its last flush
 
 Outcome = Literal["applied", "duplicate", "stale", "replaced", "conflict"]
 
@@ -56,6 +58,10 @@ class WriteContentionError(TransientError):
 
 class RecordSkippedError(SluiceError):
     """A record after a failed one: it is retried together with the failed record."""
+
+
+class RecordDeferredError(SluiceError):
+    """A record left for the next invocation: a slow flush used the time this one had for it."""
 
 
 # ---------------------------------------------------------------------------------------- storage port
@@ -379,12 +385,15 @@ class Window:
         *,
         budget: int = DEFAULT_BUDGET,
         workers: int = 8,
+        remaining_seconds: Callable[[], float] | None = None,
     ) -> None:
         self.state = state
         self.store = store
         self.contracts = contracts
         self.budget = budget
         self.workers = workers
+        self.remaining_seconds = remaining_seconds
+        self.deferred = 0
         self.report = FlushReport()
         self.poison: list[tuple[str, str]] = []  # (sequence number, reason)
         self.duplicates = 0
@@ -392,6 +401,7 @@ class Window:
         self.fatal: BaseException | None = None
         self._specs: dict[str, AggregateSpec] = {}
         self._failed_at: str | None = None
+        self._deferring = False
 
     # ------------------------------------------------------------------ folding
     def handle(self, seq: str, data: bytes) -> None:
@@ -403,10 +413,17 @@ class Window:
             The record can never be aggregated (Lambda retries it, then sends it to the DLQ).
         RecordSkippedError
             An earlier record of the batch failed.
+        RecordDeferredError
+            A flush took so long that the invocation could not fold and flush another budget's
+            worth before its timeout: this record and the rest of the batch are reported failed,
+            so Lambda hands them to the next invocation (the state is empty after the flush).
 
         """
         if self._failed_at is not None:
             raise RecordSkippedError(f"record {seq} follows failed record {self._failed_at} and is retried with it")
+        if self._deferring:
+            self.deferred += 1
+            raise RecordDeferredError(f"record {seq} is left for the next invocation (a slow flush used the time)")
         state = self.state
         if state.watermark is not None and _seq(seq) <= _seq(state.watermark):
             self.duplicates += 1  # already folded into this window (a replayed batch)
@@ -424,7 +441,15 @@ class Window:
         state.folded += 1
         self.folded += 1
         if state.size > self.budget:
+            started = time.monotonic()
             self._flush_or_remember()
+            self._deferring = self._short_of_time(time.monotonic() - started)
+
+    def _short_of_time(self, flush_seconds: float) -> bool:
+        """Whether the time left could not take another flush as slow as the last one, with a reserve."""
+        if self.remaining_seconds is None:
+            return False
+        return self.remaining_seconds() < 2 * flush_seconds + FLUSH_RESERVE_SECONDS
 
     def _fold(self, data: bytes) -> None:
         update = decode_record(data)

@@ -13,6 +13,7 @@ from sluice.contracts import contract_by_name, load_contract
 from sluice.windows import (
     FlushReport,
     PartialUpdate,
+    RecordDeferredError,
     RecordSkippedError,
     Window,
     WindowState,
@@ -235,6 +236,42 @@ def test_a_poison_record_fails_with_everything_after_it_and_what_came_before_is_
     retry.close(final=True)
     assert store.totals() == expected(row(1), row(3))
     assert retry.duplicates == 1
+
+
+def test_after_a_flush_too_slow_for_the_time_left_the_rest_of_the_batch_is_deferred_and_counted_once():
+    """A slow flush leaves the batch's later records to the next invocation, which folds them."""
+    store = MemoryAggregateStore()
+    rows = [row(m, country=c) for m in range(6) for c in ("DE", "FR", "US")]
+    records = [rows_record(r) for r in rows]
+    clock = {"left": 60.0}
+    window = Window(WindowState("s-0"), store, LOOKUP, budget=10, remaining_seconds=lambda: clock["left"])
+    window.handle(seq(0), records[0])  # flushed (over budget) with a minute left: go on
+    assert not window.deferred
+    clock["left"] = 4.0  # the next flush ends under the reserve
+    window.handle(seq(1), records[1])
+    deferred = []
+    for i in range(2, len(records)):
+        with pytest.raises(RecordDeferredError):
+            window.handle(seq(i), records[i])
+        deferred.append(i)
+    state = window.close(final=False)
+    assert window.deferred == len(records) - 2 and deferred[0] == 2
+    assert store.totals() == expected(*rows[:2])  # everything folded before the deferral is written
+    retry = Window(WindowState.from_json(state, "s-0"), store, LOOKUP, remaining_seconds=lambda: 60.0)
+    for i in deferred:  # Lambda retries from the first deferred record
+        retry.handle(seq(i), records[i])
+    retry.close(final=True)
+    assert store.totals() == expected(*rows)
+    assert retry.duplicates == 0 and not retry.deferred
+
+
+def test_without_a_clock_a_window_never_defers():
+    store = MemoryAggregateStore()
+    window = Window(WindowState("s-0"), store, LOOKUP, budget=10)
+    for i in range(5):
+        window.handle(seq(i), rows_record(row(i)))
+    window.close(final=True)
+    assert not window.deferred and store.totals() == expected(*(row(i) for i in range(5)))
 
 
 def test_unknown_dataset_and_contract_without_aggregates_are_poison():
