@@ -237,3 +237,18 @@ def test_transform_writes_but_never_deletes_published_data() -> None:
     assert (
         actions_on("PublishFunction", "QuarantineBucket") == actions_on("CleanupFunction", "QuarantineBucket") == set()
     )
+
+
+def test_every_dataset_contract_has_a_rejected_rows_alarm() -> None:
+    import yaml
+
+    datasets = {yaml.safe_load(p.read_text())["dataset"] for p in (ROOT / "contracts").glob("*.yaml")}
+    alarmed = {
+        d["Value"]
+        for alarm in ALARMS.values()
+        for query in alarm.get("Metrics", [])
+        if query.get("MetricStat", {}).get("Metric", {}).get("MetricName") == "RowsRejected"
+        for d in query["MetricStat"]["Metric"]["Dimensions"]
+        if d["Name"] == "dataset"
+    }
+    assert datasets and datasets == alarmed
