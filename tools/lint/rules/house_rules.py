@@ -2,6 +2,10 @@
 
 cfn-lint 1.x validates SAM templates as written (Globals merged, no SAM transform), so the rules
 look at ``AWS::Serverless::Function`` and its ``Events`` as well as the plain CloudFormation types.
+
+E9001 log group per function, E9002 stream sources' failure handling, E9003 asynchronous and queue
+sources' failure targets, E9004 alias, log retention and reserved concurrency per function
+(docs/operations.md).
 """
 
 from __future__ import annotations
