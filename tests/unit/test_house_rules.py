@@ -99,6 +99,12 @@ def no_log_group(t: dict[str, Any]) -> None:
     del t["Resources"]["QueuedLogs"]
 
 
+def configured_log_group_without_retention(t: dict[str, Any]) -> None:
+    props(t, "Queued")["LoggingConfig"] = {"LogGroup": {"Ref": "QueuedLogs"}}
+    props(t, "QueuedLogs")["LogGroupName"] = "queued"
+    del props(t, "QueuedLogs")["RetentionInDays"]
+
+
 def async_without_destination(t: dict[str, Any]) -> None:
     del props(t, "Scheduled")["EventInvokeConfig"]["DestinationConfig"]
 
@@ -121,6 +127,12 @@ def stream_without_bisect(t: dict[str, Any]) -> None:
 
 def test_a_template_that_keeps_the_house_rules_passes() -> None:
     assert house_findings(good()) == []
+    configured = good()  # logs in a group LoggingConfig names: the template's (with retention), or another stack's
+    props(configured, "Queued")["LoggingConfig"] = {"LogGroup": {"Ref": "QueuedLogs"}}
+    props(configured, "QueuedLogs")["LogGroupName"] = "queued"
+    props(configured, "Streamed")["LoggingConfig"] = {"LogGroup": "shared-by-another-stack"}
+    del configured["Resources"]["StreamedLogs"]
+    assert house_findings(configured) == []
 
 
 @pytest.mark.parametrize(
@@ -130,6 +142,7 @@ def test_a_template_that_keeps_the_house_rules_passes() -> None:
         (no_reserved_concurrency, "E9004", "Streamed has no concurrency bound"),
         (no_log_retention, "E9004", "Scheduled keeps its logs forever"),
         (no_log_group, "E9001", "Queued has no log group"),
+        (configured_log_group_without_retention, "E9004", "Queued keeps its logs forever"),
         (async_without_destination, "E9003", "Scheduled.Events.Nightly (Schedule) is asynchronous"),
         (async_with_unbounded_retries, "E9003", "MaximumRetryAttempts"),
         (queue_without_dlq, "E9003", "Queued.Events.Work: its queue has no RedrivePolicy"),

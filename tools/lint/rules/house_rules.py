@@ -199,8 +199,8 @@ class FunctionOperationalBaseline(CloudFormationLintRule):
     shortdesc = "Function without alias, log retention or reserved concurrency"
     description = (
         "Each AWS::Serverless::Function needs AutoPublishAlias (callers invoke the alias, deployments "
-        "shift it), a log group with RetentionInDays (/aws/lambda/<function> or LoggingConfig.LogGroup) "
-        "and ReservedConcurrentExecutions."
+        "shift it), a log group with RetentionInDays (/aws/lambda/<function>, or the template's group "
+        "LoggingConfig.LogGroup names; a group of another stack is accepted) and ReservedConcurrentExecutions."
     )
     tags: ClassVar[list[str]] = ["sluice", "lambda", "operations"]
 
@@ -217,10 +217,10 @@ class FunctionOperationalBaseline(CloudFormationLintRule):
                 matches.append(
                     RuleMatch(path, f"{logical_id} has no concurrency bound: set ReservedConcurrentExecutions")
                 )
-            retained = [
-                g for g in _log_groups_of(logical_id, props, groups) if g.get("Properties", {}).get("RetentionInDays")
-            ]
-            if not retained:
+            own = list(_log_groups_of(logical_id, props, groups))
+            # A LoggingConfig group of another stack keeps the retention that stack gives it.
+            external = props.get("LoggingConfig", {}).get("LogGroup") is not None and not own
+            if not external and not any(g.get("Properties", {}).get("RetentionInDays") for g in own):
                 matches.append(
                     RuleMatch(path, f"{logical_id} keeps its logs forever: its log group needs RetentionInDays")
                 )
