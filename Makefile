@@ -2,7 +2,7 @@
 # on PATH), make, git and binutils' strip:
 #   make demo    .venv from the lock, then the end-to-end demo on the embedded local cloud
 #   make test    lint + sam build (with the size check) + every test (unit, functional, e2e, artifact)
-# Other targets: venv sam-venv lint lint-format format build pytest lock lock-upgrade clean help.
+# Other targets: venv sam-venv checkov-venv lint checkov lint-format format build pytest lock lock-upgrade clean help.
 # ARCH=x86_64|arm64 picks the Lambda architecture (template parameter + layer wheels).
 
 SHELL := /bin/bash
@@ -30,10 +30,12 @@ export PATH := $(PYTHON_BIN_DIR):$(PATH)
 
 VENV := .venv
 SAM_VENV := .sam-venv
+CHECKOV_VENV := .checkov-venv
 PY := $(VENV)/bin/python
 SAM := $(SAM_VENV)/bin/sam
 VENV_STAMP := $(VENV)/.installed
 SAM_STAMP := $(SAM_VENV)/.installed
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 PIP := -m pip install --quiet --disable-pip-version-check
 T := tools/timed
 
@@ -46,7 +48,7 @@ UV_VERSION := 0.13.8
 UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --python-version 3.13 --python-platform x86_64-manylinux_2_28 \
   --generate-hashes --custom-compile-command "make lock" $(UV_FLAGS)
 
-.PHONY: help venv sam-venv demo lint format build pytest test lock lock-upgrade clean
+.PHONY: help venv sam-venv checkov-venv demo lint checkov format build pytest test lock lock-upgrade clean
 
 help:
 	@sed -n '1,7p' Makefile | sed 's/^# \{0,1\}//'
@@ -69,16 +71,24 @@ $(SAM_STAMP): requirements/sam.txt
 	$(T) sam-install $(SAM_VENV)/bin/python $(PIP) -r requirements/sam.txt
 	touch $@
 
+# checkov pins its own dependencies (they conflict with the dev tools'): a venv of its own.
+checkov-venv: $(CHECKOV_STAMP)
+
+$(CHECKOV_STAMP): requirements/checkov.txt
+	[[ -x $(CHECKOV_VENV)/bin/python ]] || $(BASE_PYTHON) -m venv $(CHECKOV_VENV)
+	$(T) checkov-install $(CHECKOV_VENV)/bin/python $(PIP) -r requirements/checkov.txt
+	touch $@
+
 demo: venv
 	$(VENV)/bin/sluice demo
 
 # ---------------------------------------------------------------- checks
 # Every check runs (make -k) and lint fails at the end if any failed. `make format` fixes format and
 # lint findings that ruff can fix.
-LINT_STEPS := lint-ruff lint-format lint-mypy lint-cfn lint-asl lint-sam
+LINT_STEPS := lint-ruff lint-format lint-mypy lint-cfn lint-asl lint-sam lint-checkov
 .PHONY: $(LINT_STEPS) lint-format
 
-lint: venv sam-venv
+lint: venv sam-venv checkov-venv
 	@$(MAKE) -k $(LINT_STEPS)
 
 lint-ruff:
@@ -93,6 +103,12 @@ lint-asl:
 	$(T) asl-check $(PY) tools/lint/asl_check.py template.yaml
 lint-sam:
 	$(T) sam-validate $(SAM) validate --lint --region $(REGION) --template template.yaml
+# Security posture of template.yaml: fails on any failed check (a check that does not apply is
+# skipped in place, in the resource's Metadata, with the reason).
+lint-checkov:
+	$(T) checkov $(CHECKOV_VENV)/bin/checkov --quiet --compact --framework cloudformation --file template.yaml
+checkov: checkov-venv
+	@$(MAKE) lint-checkov
 
 format: venv
 	$(VENV)/bin/ruff format .
@@ -138,6 +154,7 @@ bench: venv
 # ---------------------------------------------------------------- locks
 # requirements/dev.lock      pyproject.toml [dev]     -> .venv
 # requirements/sam.txt       requirements/sam.in       -> .sam-venv
+# requirements/checkov.txt   requirements/checkov.in   -> .checkov-venv
 # layers/*/requirements.txt  layers/*/requirements.in  (constrained by dev.lock: the layers ship
 #                            the versions the tests ran with; the runtime's boto3 is left out)
 # requirements/lambda-runtime.txt                      -> .aws-sam/runtime (tests/artifact)
@@ -145,6 +162,7 @@ lock: venv
 	[[ -x $(VENV)/bin/uv ]] || $(PY) $(PIP) uv==$(UV_VERSION)
 	$(UV_COMPILE) pyproject.toml --extra dev -o requirements/dev.lock
 	$(UV_COMPILE) requirements/sam.in -o requirements/sam.txt
+	$(UV_COMPILE) requirements/checkov.in -o requirements/checkov.txt
 	$(UV_COMPILE) requirements/lambda-runtime.in -o requirements/lambda-runtime.txt
 	$(UV_COMPILE) layers/data/requirements.in -c requirements/dev.lock -o layers/data/requirements.txt
 	$(UV_COMPILE) layers/sluice/requirements.in -c requirements/dev.lock \

@@ -213,11 +213,40 @@ def _placeholder_zip() -> bytes:
 def translate(sam: dict[str, Any], parameters: Mapping[str, str], region: str) -> dict[str, Any]:
     """Apply the SAM transform locally (no AWS call: the managed-policy map is static)."""
     translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name=region))
-    result: dict[str, Any] = translator.translate(
-        copy.deepcopy(sam), parameter_values=dict(parameters), get_managed_policy_map=lambda: MANAGED_POLICIES
-    )
+    # Without a feature-toggle config, every DeploymentPreference warns that a toggle is unknown.
+    toggles = logging.getLogger("samtranslator.feature_toggle.feature_toggle")
+    level = toggles.level
+    toggles.setLevel(logging.ERROR)
+    try:
+        result: dict[str, Any] = translator.translate(
+            copy.deepcopy(sam), parameter_values=dict(parameters), get_managed_policy_map=lambda: MANAGED_POLICIES
+        )
+    finally:
+        toggles.setLevel(level)
     plain: dict[str, Any] = json.loads(json.dumps(result))
     return plain
+
+
+# Boolean properties of event source mappings a template may set from a String parameter.
+_BOOLEAN_MAPPING_PROPERTIES = ("BisectBatchOnFunctionError", "Enabled")
+
+
+def coerce_parameter_booleans(translated: dict[str, Any], parameters: Mapping[str, str]) -> None:
+    """Give boolean mapping properties set by ``Ref`` to a ``"true"``/``"false"`` parameter a boolean.
+
+    CloudFormation converts the string to the boolean the property takes; moto keeps the string, and
+    ``"false"`` would read as true.
+    """
+    for res in translated.get("Resources", {}).values():
+        if res.get("Type") != "AWS::Lambda::EventSourceMapping":
+            continue
+        props = res.get("Properties", {})
+        for name in _BOOLEAN_MAPPING_PROPERTIES:
+            value = props.get(name)
+            if isinstance(value, dict) and str(value.get("Ref")) in parameters:
+                text = parameters[str(value["Ref"])].strip().lower()
+                if text in ("true", "false"):
+                    props[name] = text == "true"
 
 
 def deploy(
@@ -245,6 +274,7 @@ def deploy(
     prep = _Preparer(sam, template.parent, bucket)
     translated = translate(prep.run(), values, region)
     prep.patch_state_machines(translated)
+    coerce_parameter_booleans(translated, values)
 
     cfn = client("cloudformation")
     # moto warns once per resource type its CloudFormation skips; postdeploy reports those itself.

@@ -24,6 +24,9 @@ BUCKET_SETTINGS = {
 NOT_APPLIED = {
     "AWS::S3::BucketPolicy": "bucket policies are not enforced locally (and would deny plain-HTTP access)",
     "AWS::Scheduler::Schedule": "schedules fire only on demand (tick)",
+    "AWS::CodeDeploy::Application": "no gradual deployment locally: each live alias points at the one version",
+    "AWS::CodeDeploy::DeploymentGroup": "no gradual deployment locally: each live alias points at the one version",
+    "AWS::Lambda::EventInvokeConfig": "asynchronous invocations run once locally (no retries, no failure destination)",
 }
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from localcloud import motofixes
+from localcloud import cfnmodels, motofixes
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -68,6 +68,7 @@ class MotoServer:
             _running["server"] = self
         try:
             motofixes.apply()
+            cfnmodels.register()
             moto_app = DomainDispatcherApplication(create_backend_app)
             self._server = make_server(
                 "127.0.0.1", self._port, self._wrap(moto_app), threaded=True, request_handler=_QuietHandler

@@ -21,7 +21,14 @@ import layer_trim  # noqa: E402
 
 FUNCTION = {
     "Type": "AWS::Serverless::Function",
-    "Properties": {"Runtime": "python3.13", "Handler": "app.handler", "CodeUri": "functions/x/"},
+    "Properties": {
+        "Runtime": "python3.13",
+        "Handler": "app.handler",
+        "CodeUri": "functions/x/",
+        # E9004's baseline (tested in tests/unit/test_house_rules.py)
+        "AutoPublishAlias": "live",
+        "ReservedConcurrentExecutions": 1,
+    },
 }
 
 
@@ -33,7 +40,7 @@ def _lint(resources: dict[str, Any]) -> list[str]:
 
 
 def test_house_rules_want_a_log_group_per_function() -> None:
-    assert _lint({"Fn": FUNCTION}) == ["E9001"]
+    assert _lint({"Fn": FUNCTION}) == ["E9001", "E9004"]  # no log group: no retention either
     log_group = {
         "Type": "AWS::Logs::LogGroup",
         "Properties": {"LogGroupName": {"Fn::Sub": "/aws/lambda/${Fn}"}, "RetentionInDays": 7},

@@ -49,13 +49,15 @@ def test_the_state_machine_has_its_function_arns_substituted(local_cloud: Remote
     assert definition["StartAt"] == source["StartAt"] and definition.keys() == source.keys()
     for state in ("Validate", "Transform", "Summarize", "Publish", "RecordFailure"):
         name = definition["States"][state]["Parameters"]["FunctionName"]
-        assert name.endswith(f":function:{local_cloud.resources[state + 'Function']}"), state
+        assert name.endswith(f":function:{local_cloud.resources[state + 'Function']}:live"), state  # the alias
 
 
 def test_event_sources_and_schedules_are_mapped_as_declared(local_cloud: RemoteCloud) -> None:
     res = local_cloud.resources
     mappings = local_cloud.client("lambda").list_event_source_mappings()["EventSourceMappings"]
-    by_function = {m["FunctionArn"].rsplit(":", 1)[-1]: m for m in mappings}
+    # Mapped to the live alias (moto lists the version it points at): function:<name>:<qualifier>.
+    by_function = {m["FunctionArn"].split(":function:", 1)[1].split(":")[0]: m for m in mappings}
+    assert all(m["FunctionArn"].count(":") == 7 for m in mappings)
     ingest = by_function[res["StartFunction"]]
     assert ingest["EventSourceArn"].endswith(res["IngestQueue"].rsplit("/", 1)[-1])
     assert ingest["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
@@ -66,7 +68,19 @@ def test_event_sources_and_schedules_are_mapped_as_declared(local_cloud: RemoteC
     )
     events = local_cloud.client("events")
     targets = events.list_targets_by_rule(Rule=res["CleanupFunctionNightly"])["Targets"]
-    assert [t["Arn"].rsplit(":", 1)[-1] for t in targets] == [res["CleanupFunction"]]
+    assert [t["Arn"].split(":function:", 1)[1] for t in targets] == [f"{res['CleanupFunction']}:live"]
+    assert targets[0]["DeadLetterConfig"]["Arn"].endswith(res["CleanupFailureQueue"].rsplit("/", 1)[-1])
+
+
+def test_functions_have_their_live_alias_and_alarms(local_cloud: RemoteCloud) -> None:
+    res = local_cloud.resources
+    lam = local_cloud.client("lambda")
+    functions = [lid for lid, r in TEMPLATE["Resources"].items() if r["Type"] == "AWS::Serverless::Function"]
+    for lid in functions:
+        assert [a["Name"] for a in lam.list_aliases(FunctionName=res[lid])["Aliases"]] == ["live"], lid
+    alarms = local_cloud.client("cloudwatch").describe_alarms()["MetricAlarms"]
+    declared = {lid for lid, r in TEMPLATE["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    assert {a["AlarmName"] for a in alarms} == {res[lid] for lid in declared}
 
 
 def test_query_resources_moto_skips_are_created_after_deploy(local_cloud: RemoteCloud) -> None:
