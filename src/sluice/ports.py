@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -56,6 +57,18 @@ class ObjectStore(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Guard:
+    """The condition of one put in :meth:`RunTable.write_all`.
+
+    ``rev``: the stored item is at this revision (0: there is no item yet). ``statuses``: the
+    stored status is one of these (or there is no item). Both empty: unconditional.
+    """
+
+    rev: int | None = None
+    statuses: tuple[str, ...] = ()
+
+
 class RunTable(Protocol):
     """The runs table."""
 
@@ -101,6 +114,21 @@ class RunTable(Protocol):
             A condition failed: someone else moved the head or the run first.
 
         """
+        ...
+
+    def write_all(self, puts: Sequence[tuple[Mapping[str, Any], Guard]]) -> None:
+        """Atomically put every item whose guard holds, or none (at most 100 items).
+
+        Raises
+        ------
+        CommitConflictError
+            A guard failed: someone else wrote one of the items first.
+
+        """
+        ...
+
+    def get_many(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The records of `run_ids` that exist, read as one consistent snapshot per 100 ids."""
         ...
 
     def transition(self, run_id: str, expected: Sequence[str], changes: Mapping[str, Any]) -> bool:

@@ -27,6 +27,9 @@ class Settings:
     commit_lease_seconds: int
     ingest_max_receives: int
     staging_dir: Path
+    compaction_target_bytes: int = 128 << 20
+    compaction_min_files: int = 10
+    compaction_min_age_minutes: int = 60
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -46,6 +49,9 @@ class Settings:
             commit_lease_seconds=int(env.get("COMMIT_LEASE_SECONDS", "360")),
             ingest_max_receives=int(env.get("INGEST_MAX_RECEIVES", "5")),
             staging_dir=Path(env.get("SLUICE_STAGING_DIR", "/tmp/sluice")),
+            compaction_target_bytes=int(env.get("COMPACTION_TARGET_BYTES", str(128 << 20))),
+            compaction_min_files=int(env.get("COMPACTION_MIN_FILES", "10")),
+            compaction_min_age_minutes=int(env.get("COMPACTION_MIN_AGE_MINUTES", "60")),
         )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from sluice.errors import CommitConflictError
+from sluice.ports import Guard
 from sluice.runs import head_id
 from sluice.uris import s3_uri, split_uri
 
@@ -121,6 +122,21 @@ class MemoryRunTable:
         self.items[head["run_id"]] = _stored(head)
         for record, _ in runs:
             self.items[record["run_id"]] = _stored(record)
+
+    def write_all(self, puts: Sequence[tuple[Mapping[str, Any], Guard]]) -> None:
+        for item, guard in puts:
+            current = self.items.get(item["run_id"])
+            if guard.rev == 0 and current is not None:
+                raise CommitConflictError(f"{item['run_id']} exists")
+            if guard.rev and (current is None or current.get("rev") != guard.rev):
+                raise CommitConflictError(f"{item['run_id']} is at {current and current.get('rev')}, not {guard.rev}")
+            if guard.rev is None and guard.statuses and current and current.get("status") not in guard.statuses:
+                raise CommitConflictError(f"{item['run_id']} is {current.get('status')}, not in {guard.statuses}")
+        for item, _ in puts:
+            self.items[item["run_id"]] = _stored(item)
+
+    def get_many(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        return {r: dict(self.items[r]) for r in run_ids if r in self.items}
 
     def transition(self, run_id: str, expected: Sequence[str], changes: Mapping[str, Any]) -> bool:
         current = self.items.get(run_id)
