@@ -278,15 +278,19 @@ class Compactor:
         if heads is None:
             outcome.status = "ABANDONED"
             return outcome
-        if not self.budget.allows("stage"):
-            outcome.status = "STOPPED"
-            return outcome
         curated_bucket, partition_key = split_uri(planned.partition)
         out_uri = s3_uri(curated_bucket, f"{partition_key}{cid}-0.parquet")
-        groups = [(run, [f.uri for f in planned.files if f.run_id == run]) for run in planned.members]
-        staged = self._stage(cid, out_uri, groups)
-        self.budget.spend()
-        outcome.step, outcome.rows = "stage", staged["rows"]
+        manifest_key = layout.manifest_key(cid)
+        staged = self._staged_before(cid)  # an earlier pass staged this very bin, then stopped: resume
+        if staged is None:
+            if not self.budget.allows("stage"):
+                outcome.status = "STOPPED"
+                return outcome
+            groups = [(run, [f.uri for f in planned.files if f.run_id == run]) for run in planned.members]
+            staged = self._stage(cid, out_uri, groups)
+            self.store.put_json(self.work_bucket, manifest_key, {**staged, "kind": KIND})
+            self.budget.spend()
+        outcome.step, outcome.rows = "stage", int(staged["rows"])
         record = Compaction(
             cid,
             dataset,
@@ -295,7 +299,7 @@ class Compactor:
             (out_uri,) if staged["rows"] else (),
             tuple(f.uri for f in planned.files),
             tuple(planned.members),
-            self.store.put_json(self.work_bucket, layout.manifest_key(cid), {**staged, "kind": KIND}),
+            s3_uri(self.work_bucket, manifest_key),
             self._lease_end(),
             tuple(h.source_uri for h in heads),
             extra=self._stamps(started=True),
@@ -312,11 +316,22 @@ class Compactor:
             self.runs.write_all([(record.to_item(), Guard(rev=0)), *guarded])
         except CommitConflictError:
             self._delete_staging(cid)
+            self.store.delete_keys(self.work_bucket, [manifest_key])
             outcome.status = "ABANDONED"
             return outcome
         self.budget.spend()
         outcome.step = "decide"
         return self._roll_forward(record, outcome)
+
+    def _staged_before(self, cid: str) -> dict[str, Any] | None:
+        """The manifest of compaction `cid` if an earlier pass staged it completely (the manifest is written last)."""
+        key = layout.manifest_key(cid)
+        if not any(k == key for k, _, _ in self.store.list_keys(self.work_bucket, key)):
+            return None
+        manifest: dict[str, Any] = self.store.get_json(s3_uri(self.work_bucket, key))
+        staged = {split_uri(o["staged_uri"])[1] for o in manifest.get("outputs", [])}
+        present = {k for k, _, _ in self.store.list_keys(self.work_bucket, layout.staging_prefix(cid))}
+        return manifest if staged <= present else None
 
     def _member_heads(self, members: Sequence[str]) -> list[Head] | None:
         """The heads of the member runs' keys, if every run is still its key's live, settled version."""
@@ -335,6 +350,8 @@ class Compactor:
     # ---------------------------------------------------------------- roll forward (both kinds)
     def _roll_forward(self, record: Compaction, outcome: Outcome) -> Outcome:
         manifest = self.store.get_json(record.manifest_uri)
+        if self._swapped(record):
+            return self._finish(record, outcome)
         if not self.budget.allows("swap"):
             self._yield_lease(record)
             outcome.status = "STOPPED"
@@ -352,6 +369,21 @@ class Compactor:
             self.store.delete_keys(bucket, keys)
         self.budget.spend()
         outcome.step, outcome.files_out = "swap", len(record.outputs)
+        return self._finish(record, outcome)
+
+    def _swapped(self, record: Compaction) -> bool:
+        """Whether an earlier holder finished the swap (published, and nothing it replaces is left)."""
+        current = self._get(record.compaction_id)
+        if current is None or not current.extra.get("published"):
+            return False
+        left = set(record.replaces)
+        for prefix in {u.rsplit("/", 1)[0] + "/" for u in left}:
+            bucket, key = split_uri(prefix)
+            if any(s3_uri(bucket, k) in left for k, _, _ in self.store.list_keys(bucket, key)):
+                return False
+        return True
+
+    def _finish(self, record: Compaction, outcome: Outcome) -> Outcome:
         if not self.budget.allows("release"):
             self._yield_lease(record)
             outcome.status = "STOPPED"
@@ -492,7 +524,7 @@ class Compactor:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        with tempfile.TemporaryDirectory(dir=self.scratch) as tmp:
+        with tempfile.TemporaryDirectory(dir=self._scratch()) as tmp:
             out = Path(tmp) / "out.parquet"
             writer: pq.ParquetWriter | None = None
             schema: pa.Schema | None = None
@@ -520,7 +552,7 @@ class Compactor:
 
         outputs: list[dict[str, Any]] = []
         rows = 0
-        with tempfile.TemporaryDirectory(dir=self.scratch) as tmp:
+        with tempfile.TemporaryDirectory(dir=self._scratch()) as tmp:
             for n, output in enumerate(manifest.get("outputs", [])):
                 source = pq.ParquetFile(self._download(output["uri"], Path(tmp)))
                 keep = {r: g for r, g in output["owners"].items() if r != run_id}
@@ -542,6 +574,11 @@ class Compactor:
                             rows += table.num_rows
                 outputs += self._upload_staged(cid, out_uri, out, owners, -1)["outputs"]
         return {"compaction_id": cid, "outputs": outputs, "rows": rows}
+
+    def _scratch(self) -> Path | None:
+        if self.scratch is not None:
+            self.scratch.mkdir(parents=True, exist_ok=True)
+        return self.scratch
 
     def _download(self, uri: str, folder: Path) -> Path:
         bucket, key = split_uri(uri)

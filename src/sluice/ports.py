@@ -128,7 +128,7 @@ class RunTable(Protocol):
         ...
 
     def get_many(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """The records of `run_ids` that exist, read as one consistent snapshot per 100 ids."""
+        """The records of `run_ids` that exist, read as one consistent snapshot per 25 ids."""
         ...
 
     def transition(self, run_id: str, expected: Sequence[str], changes: Mapping[str, Any]) -> bool:

@@ -272,3 +272,19 @@ def test_a_new_version_after_compaction_supersedes_exactly_its_rows(world: World
     committer(world).commit(world.land(third, key))
     keys[key] = third
     assert ids(committed_view(world)) == expected(list(keys.values())) == world.visible_ids()
+
+
+def test_one_action_per_pass_makes_progress_stage_decide_swap_release(world: World) -> None:
+    """Fails if a resumed compaction redoes a finished step (a pass of one action would never finish)."""
+    keys = land_keys(world, 6)
+    want = expected(list(keys.values()))
+    world.now += 2 * HOUR
+    stops = []
+    for _ in range(6):
+        report = run_cleanup(world, Budget(max_actions=1))
+        assert ids(committed_view(world)) == want
+        stops.append(report.stopped)
+        if report.compactions_committed or report.compactions_completed:
+            break
+    assert len(stops) == 4, stops
+    assert len(world.curated_keys()) == 1 and run_cleanup(world).changes == 0
