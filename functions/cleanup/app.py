@@ -66,6 +66,8 @@ def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
             cfg.compaction_target_bytes, cfg.compaction_min_files, timedelta(minutes=cfg.compaction_min_age_minutes)
         ),
         budget=budget,
+        raw_bucket=cfg.raw_bucket,
+        quarantine_bucket=cfg.quarantine_bucket,
     )
     if not dry_run:
         for name, count in metric_counts(report).items():

@@ -55,6 +55,8 @@ class CleanupReport:
     failures_recorded: list[str] = field(default_factory=list)
     orphans_deleted: list[str] = field(default_factory=list)
     unowned_files: list[str] = field(default_factory=list)  # no record owns them: reported, never deleted
+    raw_versions_deleted: list[str] = field(default_factory=list)  # <uri>?versionId=<id>
+    quarantine_deleted: list[str] = field(default_factory=list)
     staging_deleted: list[str] = field(default_factory=list)
     stuck_runs_failed: list[str] = field(default_factory=list)
     files_checked: int = 0
@@ -72,6 +74,8 @@ class CleanupReport:
             self.orphans_deleted,
             self.staging_deleted,
             self.stuck_runs_failed,
+            self.raw_versions_deleted,
+            self.quarantine_deleted,
         )
         return 0 if self.dry_run else sum(len(x) for x in lists)
 
@@ -89,6 +93,8 @@ def metric_counts(report: CleanupReport) -> dict[str, int]:
         "UnownedFiles": len(report.unowned_files),
         "StagedFilesDeleted": len(report.staging_deleted),
         "StuckRunsFailed": len(report.stuck_runs_failed),
+        "RawVersionsDeleted": len(report.raw_versions_deleted),
+        "QuarantineFilesDeleted": len(report.quarantine_deleted),
         "CleanupActions": report.actions,
         "CleanupStoppedEarly": int(report.stopped is not None),
     }
@@ -129,6 +135,8 @@ def clean(
     compactor: Compactor | None = None,
     compaction: CompactionSettings | None = None,
     budget: Budget | None = None,
+    raw_bucket: str = "",
+    quarantine_bucket: str = "",
 ) -> CleanupReport:
     """One pass, as if at `now`: files younger than `grace` are never deleted.
 
@@ -186,6 +194,8 @@ def clean(
             staged.append(key)
     _delete(store, work_bucket, staged, report.staging_deleted, dry_run=dry_run, budget=budget)
     _fail_stuck_runs(runs, now, stuck_after, report, dry_run)
+    for contract in contracts:
+        _retention(contract, store, runs, raw_bucket, quarantine_bucket, now=now, report=report, budget=budget)
     report.actions, report.stopped = budget.actions, budget.stopped
     return report
 
@@ -256,6 +266,59 @@ def _complete_interrupted_compactions(compactor: Compactor, report: CleanupRepor
         if outcome is not None and outcome.status == COMMITTED:
             report.compactions_completed.append(cid)
             report.files_compacted += outcome.files_in
+
+
+def _retention(
+    contract: Contract,
+    store: ObjectStore,
+    runs: RunTable,
+    raw_bucket: str,
+    quarantine_bucket: str,
+    *,
+    now: datetime,
+    report: CleanupReport,
+    budget: Budget,
+) -> None:
+    """The contract's ``retention``: old committed raw versions, old quarantine files."""
+    dry_run = report.dry_run
+    if raw_bucket and contract.retention.raw_days:
+        doomed_versions = _expired_raw_versions(contract, store, runs, raw_bucket, now)
+        if doomed_versions and (dry_run or budget.allows(f"deleting {len(doomed_versions)} raw versions")):
+            if not dry_run:
+                store.delete_versions(raw_bucket, doomed_versions)
+                budget.spend()
+            report.raw_versions_deleted += [f"s3://{raw_bucket}/{k}?versionId={v}" for k, v in doomed_versions]
+    if quarantine_bucket and contract.retention.quarantine_days:
+        keep = timedelta(days=contract.retention.quarantine_days)
+        old = [
+            k for k, _, modified in store.list_keys(quarantine_bucket, f"{contract.dataset}/") if now - modified >= keep
+        ]
+        _delete(store, quarantine_bucket, old, report.quarantine_deleted, dry_run=dry_run, budget=budget)
+
+
+def _expired_raw_versions(
+    contract: Contract, store: ObjectStore, runs: RunTable, raw_bucket: str, now: datetime
+) -> list[tuple[str, str]]:
+    """Raw versions replaced more than ``retention.raw_days`` ago whose run committed (never the current one).
+
+    A version is replaced when its successor was written (S3's noncurrent time). One that never
+    committed (failed, or superseded before its commit) stays: `sluice rerun` may need it. A
+    version whose run record is gone (expired) cannot be proved committed, so it stays too.
+    """
+    keep = timedelta(days=contract.retention.raw_days or 0)
+    prefix = contract.match.prefix or ""
+    successor_at: dict[str, datetime] = {}
+    doomed = []
+    for key, version, latest, modified in store.list_versions(raw_bucket, prefix):
+        replaced_at = successor_at.get(key)
+        successor_at[key] = modified
+        if latest or replaced_at is None or now - replaced_at < keep or not contract.match.matches(key):
+            continue
+        records = runs.runs_by_source(f"s3://{raw_bucket}/{key}")
+        of_version = [r for r in records if (r.get("source") or {}).get("version_id") == version]
+        if any(r.get("commit_seq") is not None for r in of_version):
+            doomed.append((key, version))
+    return doomed
 
 
 def _delete(

@@ -56,6 +56,14 @@ class ObjectStore(Protocol):
         """Version ids of `key`, newest first, as S3 orders them (empty when unversioned)."""
         ...
 
+    def list_versions(self, bucket: str, prefix: str) -> Iterator[tuple[str, str, bool, datetime]]:
+        """``(key, version id, is latest, last modified)`` of each version under `prefix`, newest first per key."""
+        ...
+
+    def delete_versions(self, bucket: str, versions: list[tuple[str, str]]) -> int:
+        """Delete object versions ``(key, version id)`` for good; returns how many were deleted."""
+        ...
+
 
 @dataclass(frozen=True)
 class Guard:

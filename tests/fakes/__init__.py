@@ -24,6 +24,7 @@ class MemoryStore:
         self.versions: dict[tuple[str, str], list[str]] = {}  # newest first, as S3 lists them
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # modification times
         self.range_reads: list[tuple[str, str, int, int]] = []  # (bucket, key, start, end) of every ranged read
+        self.version_times: dict[tuple[str, str, str], datetime] = {}
 
     def put(
         self, bucket: str, key: str, data: bytes, modified: datetime | None = None, version_id: str | None = None
@@ -34,7 +35,25 @@ class MemoryStore:
         history = self.versions.setdefault((bucket, key), [])
         version = version_id or f"v{len(history) + 1}"
         history.insert(0, version)
+        self.version_times[(bucket, key, version)] = self.modified[(bucket, key)]
         return version
+
+    def list_versions(self, bucket: str, prefix: str) -> Iterator[tuple[str, str, bool, datetime]]:
+        for (b, k), history in sorted(self.versions.items()):
+            if b == bucket and k.startswith(prefix):
+                for i, v in enumerate(history):
+                    yield k, v, i == 0, self.version_times[(b, k, v)]
+
+    def delete_versions(self, bucket: str, versions: list[tuple[str, str]]) -> int:
+        n = 0
+        for key, version in versions:
+            history = self.versions.get((bucket, key), [])
+            if version in history:
+                if history[0] == version:
+                    self.objects.pop((bucket, key), None)
+                history.remove(version)
+                n += 1
+        return n
 
     def version_ids(self, bucket: str, key: str) -> list[str]:
         return list(self.versions.get((bucket, key), []))

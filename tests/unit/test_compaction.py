@@ -288,3 +288,47 @@ def test_one_action_per_pass_makes_progress_stage_decide_swap_release(world: Wor
             break
     assert len(stops) == 4, stops
     assert len(world.curated_keys()) == 1 and run_cleanup(world).changes == 0
+
+
+# ------------------------------------------------------------------------------------------ retention
+def test_retention_deletes_old_raw_versions_only_when_their_run_committed(world: World) -> None:
+    """Fails if a raw version that never committed (needed by `sluice rerun`) or the current one is deleted."""
+    world.contract = fanout_data.contract(retention={"raw_days": 1, "quarantine_days": 3})
+    committed_key, failed_key = "fanout_orders/a.csv", "fanout_orders/b.csv"
+    world.commit(world.land(orders("01", 3), committed_key))
+    world.commit(world.land(orders("01", 4, version=2) + b"O-019999,too few fields\n", committed_key))
+    failed = world.land(orders("02", 3), failed_key)
+    world.runs.transition(failed["run_id"], ("RUNNING",), {"status": "FAILED"})
+    world.commit(world.land(orders("02", 2, version=2), failed_key))
+    quarantined = [k for b, k in world.store.objects if b == "quarantine"]
+    assert quarantined, "the broken line was quarantined"
+    world.now += timedelta(hours=12)
+    assert run_cleanup_with_buckets(world).raw_versions_deleted == [], "replaced less than raw_days ago"
+    world.now += timedelta(days=2)
+    plan = run_cleanup_with_buckets(world, dry_run=True)
+    assert plan.raw_versions_deleted == [f"s3://raw/{committed_key}?versionId=v1"]
+    assert world.store.version_ids("raw", committed_key) == ["v2", "v1"], "a dry run deletes nothing"
+    report = run_cleanup_with_buckets(world)
+    assert report.raw_versions_deleted == plan.raw_versions_deleted
+    assert world.store.version_ids("raw", committed_key) == ["v2"]
+    assert world.store.version_ids("raw", failed_key) == ["v2", "v1"], "never committed: kept for a rerun"
+    assert report.quarantine_deleted == [], "younger than quarantine_days"
+    world.now += timedelta(days=2)
+    report = run_cleanup_with_buckets(world)
+    assert sorted(u.split("/", 3)[3] for u in report.quarantine_deleted) == sorted(quarantined)
+    assert run_cleanup_with_buckets(world).changes == 0
+
+
+def run_cleanup_with_buckets(world: World, *, dry_run: bool = False) -> CleanupReport:
+    return clean(
+        (world.contract,),
+        world.store,
+        world.runs,
+        world.committer(),
+        curated_bucket="curated",
+        work_bucket="work",
+        raw_bucket="raw",
+        quarantine_bucket="quarantine",
+        now=world.now,
+        dry_run=dry_run,
+    )
