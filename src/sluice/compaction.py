@@ -302,7 +302,12 @@ class Compactor:
             s3_uri(self.work_bucket, manifest_key),
             self._lease_end(),
             tuple(h.source_uri for h in heads),
-            extra=self._stamps(started=True),
+            extra=self._stamps(started=True)
+            | {
+                "rows_out": int(staged["rows"]),
+                "files_in": len(planned.files),
+                "output_files": 1 if staged["rows"] else 0,
+            },
         )
         if not self.budget.allows("decide"):
             outcome.status = "STOPPED"  # staged only: the next pass plans the same bin, the same id
