@@ -9,6 +9,9 @@ with ``tick`` as if two hours later (files younger than CompactionMinAgeMinutes 
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -16,8 +19,9 @@ from typing import Any
 
 import pytest
 
+from sluice_cli.main import main
 from sluice_cli.query_cmd import query
-from tests.e2e.conftest import Pipeline
+from tests.e2e.conftest import ROOT, Pipeline
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 DATE = "2026-03-15"
@@ -104,10 +108,27 @@ def expect(data: dict[str, bytes]) -> tuple[list[str], int, Decimal]:
     return every, len(every), amount_of(list(data.values()))
 
 
-def test_dry_run_returns_the_plan_and_changes_nothing(pipeline: Pipeline, landed: dict[str, bytes]) -> None:
+def cli_dry_run(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """``sluice cleanup --dry-run`` against the local cloud as if it were a deployed stack."""
+    for name, value in pipeline.conn.sdk_env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(ROOT)
+    args = ["cleanup", "--dry-run", "--at", later().isoformat(), "--stack", pipeline.cloud.stack_name]
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        assert main([*args, "--endpoint-url", pipeline.conn.endpoint]) == 0
+    plan: dict[str, Any] = json.loads(buffer.getvalue())
+    return plan
+
+
+def test_dry_run_returns_the_plan_and_changes_nothing(
+    pipeline: Pipeline, landed: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Fails if a dry run writes anything (a compaction record, a staged file, a deletion)."""
     work = pipeline.conn.resource("WorkBucket")
     staged_before = pipeline.keys(work, "staging/")
+    plan = cli_dry_run(pipeline, monkeypatch)
+    assert plan["dry_run"] is True and [c["files"] for c in mine(plan["compactions_planned"])] == [KEYS]
     payload = tick(pipeline, dry_run=True)
     assert payload["dry_run"] is True
     [planned] = mine(payload["compactions_planned"])
@@ -174,3 +195,31 @@ def test_a_new_version_after_compaction_supersedes_exactly_its_rows(
     payload = tick(pipeline)
     assert payload["orphans_deleted"] == [] or all(PARTITION not in o for o in payload["orphans_deleted"])
     assert seen(pipeline) == expect(data)
+
+
+def test_a_commit_over_compacted_rows_that_loses_its_answer_converges(
+    pipeline: Pipeline, landed: dict[str, bytes]
+) -> None:
+    """Fails if Summarize's retry, after a commit that rewrote the compacted file, rewrites it again or loses rows.
+
+    The fault is the commit-protocol tests' ``when="after"``: the commit (and its rewrite of the
+    compaction) is done, then the invocation fails, and the state machine retries it.
+    """
+    pipeline.cloud.clear_faults()
+    key = "orders/compaction/k40.csv"
+    newer = orders(40, 2, 6)
+    pipeline.cloud.inject_fault("SummarizeFunction", error="TransientError", when="after", match=key)
+    pipeline.upload(key, newer)
+    pipeline.settle()
+    pipeline.cloud.clear_faults()
+    current = {  # what the test before left live, and the new version
+        **landed,
+        "orders/compaction/k07.csv": orders(7, 3, 2),
+        "orders/compaction/k30.csv": orders(30, 2, 5),
+        key: newer,
+    }
+    assert seen(pipeline) == expect(current)
+    assert sorted(r["status"] for r in pipeline.runs_of(key)) == ["SUCCEEDED", "SUPERSEDED"]
+    files = pipeline.keys(pipeline.curated, PARTITION)
+    assert len([f for f in files if f.rsplit("/", 1)[1].startswith("cmp-")]) == 1, files
+    assert len(files) == 4, "one compaction (rewritten three times) and the three new versions' files"
