@@ -53,6 +53,10 @@ class LockedRunTable(MemoryRunTable):
         with self._lock:
             return super().get_many(run_ids)
 
+    def clear_expiry(self, run_id: str, statuses: Any) -> bool:
+        with self._lock:
+            return super().clear_expiry(run_id, statuses)
+
     def transition(self, run_id: str, expected: Any, changes: Any) -> bool:
         with self._lock:
             return super().transition(run_id, expected, changes)

@@ -28,7 +28,7 @@ from sluice.contracts import Contract
 from sluice.errors import CommitBusyError
 from sluice.payloads import FailureInput
 from sluice.ports import Executions, ObjectStore, RunTable
-from sluice.runs import COMMITTED, COMMITTING, FAILED, RUNNING, SUCCEEDED, SUPERSEDED, failed_record
+from sluice.runs import COMMITTED, COMMITTING, FAILED, LIVE, RUNNING, SUCCEEDED, SUPERSEDED, failed_record
 from sluice.uris import s3_uri
 
 
@@ -55,6 +55,7 @@ class CleanupReport:
     failures_recorded: list[str] = field(default_factory=list)
     orphans_deleted: list[str] = field(default_factory=list)
     unowned_files: list[str] = field(default_factory=list)  # no record owns them: reported, never deleted
+    expiries_cleared: list[str] = field(default_factory=list)  # live records written when they still expired
     raw_versions_deleted: list[str] = field(default_factory=list)  # <uri>?versionId=<id>
     quarantine_deleted: list[str] = field(default_factory=list)
     staging_deleted: list[str] = field(default_factory=list)
@@ -76,6 +77,7 @@ class CleanupReport:
             self.stuck_runs_failed,
             self.raw_versions_deleted,
             self.quarantine_deleted,
+            self.expiries_cleared,
         )
         return 0 if self.dry_run else sum(len(x) for x in lists)
 
@@ -94,6 +96,7 @@ def metric_counts(report: CleanupReport) -> dict[str, int]:
         "StagedFilesDeleted": len(report.staging_deleted),
         "StuckRunsFailed": len(report.stuck_runs_failed),
         "RawVersionsDeleted": len(report.raw_versions_deleted),
+        "RunExpiriesCleared": len(report.expiries_cleared),
         "QuarantineFilesDeleted": len(report.quarantine_deleted),
         "CleanupActions": report.actions,
         "CleanupStoppedEarly": int(report.stopped is not None),
@@ -175,18 +178,9 @@ def clean(
                 dry_run=dry_run,
             )
     for contract in contracts:
-        doomed = []
-        for key, _size, modified in store.list_keys(curated_bucket, f"{contract.dataset}/"):
-            report.files_checked += 1
-            run_id = layout.run_of_output(key)
-            if run_id is None or now - modified < grace:
-                continue
-            status = owners.status(run_id)
-            if status is None:
-                report.unowned_files.append(s3_uri(curated_bucket, key))
-            elif status in (FAILED, SUPERSEDED):
-                doomed.append(key)
-        _delete(store, curated_bucket, doomed, report.orphans_deleted, dry_run=dry_run, budget=budget)
+        _orphans(
+            contract.dataset, store, runs, curated_bucket, owners, now=now, grace=grace, report=report, budget=budget
+        )
     staged = []
     for key, _size, modified in store.list_keys(work_bucket, layout.STAGING):
         run_id = layout.run_of_staged(key)
@@ -294,6 +288,45 @@ def _retention(
             k for k, _, modified in store.list_keys(quarantine_bucket, f"{contract.dataset}/") if now - modified >= keep
         ]
         _delete(store, quarantine_bucket, old, report.quarantine_deleted, dry_run=dry_run, budget=budget)
+
+
+def _orphans(
+    dataset: str,
+    store: ObjectStore,
+    runs: RunTable,
+    curated_bucket: str,
+    owners: _Owners,
+    *,
+    now: datetime,
+    grace: timedelta,
+    report: CleanupReport,
+    budget: Budget,
+) -> None:
+    """Delete the dataset's curated files of FAILED or SUPERSEDED runs; report those no record owns."""
+    doomed = []
+    for key, _size, modified in store.list_keys(curated_bucket, f"{dataset}/"):
+        report.files_checked += 1
+        run_id = layout.run_of_output(key)
+        if run_id is None or now - modified < grace:
+            continue
+        status = owners.status(run_id)
+        if status is None:
+            report.unowned_files.append(s3_uri(curated_bucket, key))
+        elif status in (FAILED, SUPERSEDED):
+            doomed.append(key)
+        else:
+            _keep_live_record(runs, owners, run_id, report)
+    _delete(store, curated_bucket, doomed, report.orphans_deleted, dry_run=report.dry_run, budget=budget)
+
+
+def _keep_live_record(runs: RunTable, owners: _Owners, run_id: str, report: CleanupReport) -> None:
+    """A record that owns visible files must not expire (records written before that rule carry a TTL)."""
+    record = owners.record(run_id)
+    if record is None or record.get("expires_at") is None or run_id in report.expiries_cleared:
+        return
+    report.expiries_cleared.append(run_id)
+    if not report.dry_run:
+        runs.clear_expiry(run_id, LIVE)
 
 
 def _expired_raw_versions(

@@ -143,6 +143,10 @@ class RunTable(Protocol):
         """Apply `changes` to the run's record if its status is one of `expected`; False if it is not."""
         ...
 
+    def clear_expiry(self, run_id: str, statuses: Sequence[str]) -> bool:
+        """Remove the record's ``expires_at`` (TTL) if its status is one of `statuses`; False if it is not."""
+        ...
+
 
 class Executions(Protocol):
     """Step Functions executions."""

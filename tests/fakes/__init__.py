@@ -157,6 +157,13 @@ class MemoryRunTable:
     def get_many(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         return {r: dict(self.items[r]) for r in run_ids if r in self.items}
 
+    def clear_expiry(self, run_id: str, statuses: Sequence[str]) -> bool:
+        current = self.items.get(run_id)
+        if current is None or current.get("status") not in statuses:
+            return False
+        current.pop("expires_at", None)
+        return True
+
     def transition(self, run_id: str, expected: Sequence[str], changes: Mapping[str, Any]) -> bool:
         current = self.items.get(run_id)
         if current is None or current.get("status") not in expected:

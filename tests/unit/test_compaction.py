@@ -332,3 +332,42 @@ def run_cleanup_with_buckets(world: World, *, dry_run: bool = False) -> CleanupR
         now=world.now,
         dry_run=dry_run,
     )
+
+
+def test_a_live_record_written_with_a_ttl_loses_it(world: World) -> None:
+    """Fails if a committed run's record can still expire: its files would then be unowned, and hidden from readers."""
+    landed = world.land(orders("03", 3), "fanout_orders/c.csv")
+    world.commit(landed)
+    world.runs.items[landed["run_id"]]["expires_at"] = int(world.now.timestamp()) + 86400  # as written before
+    world.now += timedelta(hours=7)
+    assert run_cleanup(world, dry_run=True).expiries_cleared == [landed["run_id"]]
+    assert "expires_at" in world.record(landed["run_id"])
+    assert run_cleanup(world).expiries_cleared == [landed["run_id"]]
+    assert "expires_at" not in world.record(landed["run_id"])
+    assert run_cleanup(world).changes == 0
+
+
+def test_readers_of_the_committed_state_see_exactly_one_side_of_a_rewrite_in_flight() -> None:
+    """Fails if a compaction and the rewrite replacing it are both shown (or neither), whatever the listing holds."""
+    from tests.fakes import MemoryRunTable
+
+    runs = MemoryRunTable()
+    old = {"run_id": "cmp-a", "kind": "compaction", "status": "COMMITTED", "rewriting": "cmp-b"}
+    old |= {"outputs": ["s3://c/d/p=1/cmp-a-0.parquet"], "replaces": ["s3://c/d/p=1/r1-0.parquet"]}
+    new = {"run_id": "cmp-b", "kind": "compaction", "status": "COMMITTING", "supersedes": "cmp-a"}
+    new |= {"outputs": ["s3://c/d/p=1/cmp-b-0.parquet"], "replaces": old["outputs"]}
+    runs.put_run(old)
+    runs.put_run(new)
+    runs.put_run({"run_id": "r2", "status": "SUCCEEDED"})
+    listing = ["s3://c/d/p=1/cmp-a-0.parquet", "s3://c/d/p=1/cmp-b-0.parquet", "s3://c/d/p=1/r2-0.parquet"]
+
+    def seen(listed: list[str]) -> list[str]:
+        return sorted(committed_files(listed, runs))
+
+    assert seen(listing) == [listing[0], listing[2]], "staged/copied, not yet published"
+    runs.put_run(new | {"published": True})
+    assert seen(listing) == [listing[1], listing[2]], "published: the rewrite, not what it replaces"
+    assert seen(listing[:1] + listing[2:]) == [listing[1], listing[2]], "from the record, even if not listed"
+    runs.put_run(old | {"status": "SUPERSEDED", "superseded_by": "cmp-b", "rewriting": None})
+    runs.put_run(new | {"status": "COMMITTED", "published": True})
+    assert seen(listing[:1] + listing[2:]) == [listing[1], listing[2]]

@@ -156,6 +156,10 @@ class DynamoRunTable:
         """The records of `run_ids` (one TransactGetItems per 25: a consistent snapshot of each 25)."""
         return records_snapshot(client("dynamodb"), self._name, run_ids)
 
+    def clear_expiry(self, run_id: str, statuses: Sequence[str]) -> bool:
+        """Remove ``expires_at`` if the status is one of `statuses` (records from before live ones stopped expiring)."""
+        return _clear_expiry(self._table, run_id, statuses)
+
     def transition(self, run_id: str, expected: Sequence[str], changes: Mapping[str, Any]) -> bool:
         """Update the run's record with `changes` if its status is one of `expected`."""
         values = to_item(changes)
@@ -174,6 +178,21 @@ class DynamoRunTable:
         except self._table.meta.client.exceptions.ConditionalCheckFailedException:
             return False
         return True
+
+
+def _clear_expiry(table: Any, run_id: str, statuses: Sequence[str]) -> bool:
+    names = {f":s{i}": s for i, s in enumerate(statuses)}
+    try:
+        table.update_item(
+            Key={"run_id": run_id},
+            UpdateExpression="REMOVE expires_at",
+            ConditionExpression=f"#status IN ({', '.join(names)})",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues=names,
+        )
+    except table.meta.client.exceptions.ConditionalCheckFailedException:
+        return False
+    return True
 
 
 def _typed(document: Mapping[str, Any]) -> dict[str, Any]:
