@@ -492,20 +492,11 @@ def _spec_of(contract: Contract) -> AggregateSpec:
 
 
 # ---------------------------------------------------------------------------------------- row events
-def coerce(column: Column, raw: Any, dialect: Dialect) -> Any:
-    """Typed value of a JSON row-event field (the types Arrow gives for the same column).
-
-    Raises
-    ------
-    ValueError
-        `raw` is not a value of the column's type (or missing while required).
-
-    """
-    return column_parser(column, dialect)(raw)
-
-
 def column_parser(column: Column, dialect: Dialect) -> Callable[[Any], Any]:
-    """A function turning JSON values of `column` into typed values (see :func:`coerce`)."""
+    """A function turning JSON values of `column` into typed values (the types Arrow gives the column).
+
+    The function raises ValueError for a value not of the column's type (or missing while required).
+    """
     scale = column.decimal_precision_scale
     convert: Callable[[Any], Any]
     if scale is not None:

@@ -120,8 +120,3 @@ def compile_format(text: str, column_type: str) -> DateFormat:
         raise ValueError(f"format {text!r} gives the hour twice (%H and %I)")
     regex.append("$")
     return DateFormat(text, "".join(regex), frozenset(parts))
-
-
-def full_year(two_digits: int) -> int:
-    """The year of ``%y`` as strptime reads it (POSIX: 69-99 -> 1900s, 00-68 -> 2000s)."""
-    return two_digits + (1900 if two_digits >= 69 else 2000)

@@ -14,9 +14,7 @@ from sluice.contracts import Contract, load_contracts
 class Settings:
     """What a handler needs to know about its deployment."""
 
-    stage: str
     contracts_dir: Path
-    raw_bucket: str
     curated_bucket: str
     quarantine_bucket: str
     work_bucket: str
@@ -36,9 +34,7 @@ class Settings:
         """Read settings from ``os.environ``; unset resources are empty strings."""
         env = os.environ
         return cls(
-            stage=env.get("STAGE", "dev"),
             contracts_dir=Path(env.get("CONTRACTS_DIR", "/opt/contracts")),
-            raw_bucket=env.get("RAW_BUCKET", ""),
             curated_bucket=env.get("CURATED_BUCKET", ""),
             quarantine_bucket=env.get("QUARANTINE_BUCKET", ""),
             work_bucket=env.get("WORK_BUCKET", ""),

@@ -22,7 +22,7 @@ a failed record, the window's end), so a retried or bisected batch flushes the s
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -121,98 +121,122 @@ def _seq(value: str) -> int:
     return int(value)
 
 
+def _until_written[T](attempt: Callable[[], T | None], what: str) -> T:
+    """Repeat a read-decide-write `attempt` until it returns a result.
+
+    An attempt returns None when its revision-checked write lost a race to another writer, and
+    anything else to end the loop: the one compare-and-set loop of the aggregate writes.
+    """
+    for _ in range(MAX_ATTEMPTS):
+        result = attempt()
+        if result is not None:
+            return result
+    raise WriteContentionError(f"{what} kept changing")
+
+
+def _next_rev(item: Contribution | StoredAggregate | None) -> int:
+    return (item.rev if item else 0) + 1
+
+
+def _merge_over(
+    store: AggregateStore,
+    key: ItemKey,
+    values: Values,
+    *,
+    source: tuple[str, str] | None = None,
+    shard: tuple[str, str] | None = None,
+) -> Callable[[StoredAggregate | None], bool]:
+    """A write adding `values` to the item read, with `source` or `shard` entered in its ledger."""
+
+    def write(aggregate: StoredAggregate | None) -> bool:
+        merged = aggregate.values.copy() if aggregate else Values()
+        merged.merge(values)
+        sources = dict(aggregate.sources) if aggregate else {}
+        shards = dict(aggregate.shards) if aggregate else {}
+        if source:
+            sources[source[0]] = source[1]
+        if shard:
+            shards[shard[0]] = shard[1]
+        new = StoredAggregate(key, merged, _next_rev(aggregate), sources, shards)
+        return store.put_aggregate(new, aggregate.rev if aggregate else None)
+
+    return write
+
+
 def apply_source(store: AggregateStore, update: PartialUpdate) -> Outcome:
     """Make `update` (a run's contribution to one item) count exactly once, replacing older runs of its source."""
-    contributor = f"src:{update.src}"
-    for _ in range(MAX_ATTEMPTS):
-        current = store.get_contribution(update.key, contributor)
-        if (
-            current is not None
-            and current.run_id != update.run_id
-            and (current.order or "", current.run_id or "") > update.rank
-        ):
-            return "stale"  # a later version of the source already counts
+    key, contributor = update.key, f"src:{update.src}"
+
+    def record() -> Outcome | Literal["recorded"] | None:
+        current = store.get_contribution(key, contributor)
         if current is not None and current.run_id == update.run_id:
-            break
+            return "recorded"
+        if current is not None and (current.order or "", current.run_id or "") > update.rank:
+            return "stale"  # a later version of the source already counts
         fresh = Contribution(
-            update.key,
-            contributor,
-            update.values,
-            (current.rev if current else 0) + 1,
-            update.run_id,
-            update.order,
-            update.seq,
+            key, contributor, update.values, _next_rev(current), update.run_id, update.order, update.seq
         )
-        if store.put_contribution(fresh, current.rev if current else None):
-            break
-    else:
-        raise WriteContentionError(f"contribution {contributor} of {update.key.id} kept changing")
-    for _ in range(MAX_ATTEMPTS):
-        aggregate = store.get_aggregate(update.key)
+        return "recorded" if store.put_contribution(fresh, current.rev if current else None) else None
+
+    if _until_written(record, f"contribution {contributor} of {key.id}") == "stale":
+        return "stale"
+    merge = _merge_over(store, key, update.values, source=(update.src, update.run_id))
+
+    def include() -> Outcome | None:
+        aggregate = store.get_aggregate(key)
         included = aggregate.sources.get(update.src) if aggregate else None
         if included == update.run_id:
             return "duplicate"
         if included is not None:
-            rebuild(store, update.key)
+            rebuild(store, key)
             return "replaced"
         if aggregate is None and update.values.count == 0:
             return "applied"  # an empty contribution to an absent item: nothing to show
-        values = aggregate.values.copy() if aggregate else Values()
-        values.merge(update.values)
-        new = StoredAggregate(
-            update.key,
-            values,
-            (aggregate.rev if aggregate else 0) + 1,
-            {**(aggregate.sources if aggregate else {}), update.src: update.run_id},
-            dict(aggregate.shards) if aggregate else {},
-        )
-        if store.put_aggregate(new, aggregate.rev if aggregate else None):
-            return "applied"
-    raise WriteContentionError(f"aggregate {update.key.id} kept changing")
+        return "applied" if merge(aggregate) else None
+
+    return _until_written(include, f"aggregate {key.id}")
 
 
 def apply_shard(store: AggregateStore, key: ItemKey, shard: str, *, first: str, last: str, values: Values) -> Outcome:
     """Add the row events a shard folded in sequence range ``[first, last]`` to `key`, exactly once."""
     contributor = f"shard:{shard}"
     lo, hi = _seq(first), _seq(last)
-    for _ in range(MAX_ATTEMPTS):
+
+    def overlap(included: str | None) -> Outcome | None:
+        if not included:
+            return None
+        if hi <= _seq(included):
+            return "duplicate"
+        return "conflict" if lo <= _seq(included) else None
+
+    def record() -> Outcome | Literal["recorded"] | None:
         current = store.get_contribution(key, contributor)
-        hw = _seq(current.hw) if current and current.hw else None
-        if hw is not None and hi <= hw:
-            break
-        if hw is not None and lo <= hw:
-            return "conflict"
+        seen = overlap(current.hw if current else None)
+        if seen is not None:
+            return "recorded" if seen == "duplicate" else seen
         total = current.values.copy() if current else Values()
         total.merge(values)
-        fresh = Contribution(key, contributor, total, (current.rev if current else 0) + 1, hw=last)
-        if store.put_contribution(fresh, current.rev if current else None):
-            break
-    else:
-        raise WriteContentionError(f"contribution {contributor} of {key.id} kept changing")
-    for _ in range(MAX_ATTEMPTS):
+        fresh = Contribution(key, contributor, total, _next_rev(current), hw=last)
+        return "recorded" if store.put_contribution(fresh, current.rev if current else None) else None
+
+    if _until_written(record, f"contribution {contributor} of {key.id}") == "conflict":
+        return "conflict"
+    merge = _merge_over(store, key, values, shard=(shard, last))
+
+    def include() -> Outcome | None:
         aggregate = store.get_aggregate(key)
-        included = aggregate.shards.get(shard) if aggregate else None
-        if included is not None and hi <= _seq(included):
-            return "duplicate"
-        if included is not None and lo <= _seq(included):
-            return "conflict"
-        merged = aggregate.values.copy() if aggregate else Values()
-        merged.merge(values)
-        new = StoredAggregate(
-            key,
-            merged,
-            (aggregate.rev if aggregate else 0) + 1,
-            dict(aggregate.sources) if aggregate else {},
-            {**(aggregate.shards if aggregate else {}), shard: last},
-        )
-        if store.put_aggregate(new, aggregate.rev if aggregate else None):
-            return "applied"
-    raise WriteContentionError(f"aggregate {key.id} kept changing")
+        seen = overlap(aggregate.shards.get(shard) if aggregate else None)
+        if seen is not None:
+            return seen
+        return "applied" if merge(aggregate) else None
+
+    return _until_written(include, f"aggregate {key.id}")
 
 
 def rebuild(store: AggregateStore, key: ItemKey) -> None:
     """Recompute an item from all its contributions (after a source's run was replaced)."""
-    for _ in range(MAX_ATTEMPTS):
+
+    def recompute() -> bool | None:
         aggregate = store.get_aggregate(key)
         expected = aggregate.rev if aggregate else None
         values, sources, shards = Values(), {}, {}
@@ -224,12 +248,12 @@ def rebuild(store: AggregateStore, key: ItemKey) -> None:
             elif kind == "shard" and c.hw:
                 shards[ident] = c.hw
         if values.count == 0:
-            if expected is None or store.delete_aggregate(key, expected):
-                return
-            continue
-        if store.put_aggregate(StoredAggregate(key, values, (expected or 0) + 1, sources, shards), expected):
-            return
-    raise WriteContentionError(f"aggregate {key.id} kept changing while being rebuilt")
+            done = expected is None or store.delete_aggregate(key, expected)
+        else:
+            done = store.put_aggregate(StoredAggregate(key, values, _next_rev(aggregate), sources, shards), expected)
+        return True if done else None
+
+    _until_written(recompute, f"aggregate {key.id} (rebuilt)")
 
 
 # ---------------------------------------------------------------------------------------- window state
@@ -512,16 +536,3 @@ class Window:
 def window_state_size(state: Mapping[str, Any]) -> int:
     """Bytes of a state as Lambda carries it (JSON)."""
     return len(json.dumps(state))
-
-
-def contract_lookup(contracts: Iterable[Contract]) -> ContractLookup:
-    """A lookup of contracts by dataset name."""
-    by_name = {c.dataset: c for c in contracts}
-
-    def lookup(dataset: str) -> Contract:
-        try:
-            return by_name[dataset]
-        except KeyError:
-            raise UnknownDatasetError(f"no contract for dataset {dataset!r}") from None
-
-    return lookup

@@ -7,6 +7,7 @@ import json
 import socket
 from collections.abc import Callable
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 
 import boto3
@@ -17,8 +18,8 @@ from moto.server import ThreadedMotoServer
 
 from sluice.adapters.aggregates_table import DynamoAggregateStore
 from sluice.aggregate_reads import parse_time, read_aggregates
-from sluice.contracts import load_contract
-from sluice.windows import Window, WindowState, contract_lookup
+from sluice.contracts import contract_by_name, load_contract
+from sluice.windows import Window, WindowState
 from sluice_cli.main import main
 from tests.functional.test_publish import orders, publish_event, stream_records, write_partials
 from tests.template_stack import deploy
@@ -230,7 +231,7 @@ def test_cli_prints_aggregates_as_json(monkeypatch, capsys):
         table = resources["AggregatesTable"]
         store = DynamoAggregateStore(table, client=session.client("dynamodb", endpoint_url=endpoint))
         orders_contract = load_contract(ROOT / "contracts/orders.yaml")
-        window = Window(WindowState("shardId-0"), store, contract_lookup([orders_contract]))
+        window = Window(WindowState("shardId-0"), store, partial(contract_by_name, contracts=[orders_contract]))
         sample = json.loads((ROOT / "events/kinesis.json").read_text())
         for r in sample["Records"]:
             window.handle(r["kinesis"]["sequenceNumber"], base64.b64decode(r["kinesis"]["data"]))

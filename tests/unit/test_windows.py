@@ -9,7 +9,7 @@ from functools import partial
 import pytest
 
 from sluice.aggregates import AggregateSpec, ItemKey, Values, decode_record, fold_row, parse_row, prepare_publication
-from sluice.contracts import load_contract
+from sluice.contracts import contract_by_name, load_contract
 from sluice.windows import (
     FlushReport,
     PartialUpdate,
@@ -18,14 +18,13 @@ from sluice.windows import (
     WindowState,
     apply_shard,
     apply_source,
-    contract_lookup,
     window_state_size,
 )
 from tests.fakes.aggregate_store import MemoryAggregateStore, StoreCrash
 
 ORDERS = load_contract("contracts/orders.yaml")
 SPEC = AggregateSpec.of(ORDERS)
-LOOKUP = contract_lookup([ORDERS])
+LOOKUP = partial(contract_by_name, contracts=[ORDERS])
 
 
 def row(minute: int, country: str = "DE", amount: str = "10.00", customer: str = "C-1", hour: int = 10) -> dict:

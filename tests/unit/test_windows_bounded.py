@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import random
 from decimal import Decimal
+from functools import partial
 
-from sluice.contracts import load_contract
-from sluice.windows import DEFAULT_BUDGET, STATE_LIMIT, Window, WindowState, contract_lookup, window_state_size
+from sluice.contracts import contract_by_name, load_contract
+from sluice.windows import DEFAULT_BUDGET, STATE_LIMIT, Window, WindowState, window_state_size
 from tests.fakes.aggregate_store import MemoryAggregateStore
 
 ORDERS = load_contract("contracts/orders.yaml")
@@ -23,7 +24,7 @@ TEMPLATE = (
 def test_a_million_records_in_one_window_keep_the_state_under_1_mb():
     rng = random.Random(7)
     store = MemoryAggregateStore()
-    lookup = contract_lookup([ORDERS])
+    lookup = partial(contract_by_name, contracts=[ORDERS])
     state: dict | None = None
     largest = 0
     cents = 0

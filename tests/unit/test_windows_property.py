@@ -15,18 +15,19 @@ import json
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import partial
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sluice.aggregates import AggregateSpec, ItemKey, Values, fold_row, parse_row, prepare_publication
-from sluice.contracts import load_contract
-from sluice.windows import FlushReport, Window, WindowState, contract_lookup
+from sluice.contracts import contract_by_name, load_contract
+from sluice.windows import FlushReport, Window, WindowState
 from tests.fakes.aggregate_store import MemoryAggregateStore, StoreCrash
 
 ORDERS = load_contract("contracts/orders.yaml")
 SPEC = AggregateSpec.of(ORDERS)
-LOOKUP = contract_lookup([ORDERS])
+LOOKUP = partial(contract_by_name, contracts=[ORDERS])
 COUNTRIES = ["DE", "FR", "NL"]
 MAX_RETRIES = 3
 

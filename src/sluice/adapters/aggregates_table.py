@@ -26,7 +26,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from sluice.adapters.clients import client as cached_client
-from sluice.aggregates import ItemKey, Values, iso_seconds, parse_iso_seconds
+from sluice.aggregates import ItemKey, Values, iso_seconds
 from sluice.windows import Contribution, StoredAggregate
 
 DATASETS_PK = "DATASETS"
@@ -91,25 +91,6 @@ def _plain(value: Any) -> Any:
 
 def _from_av(item: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _DESERIALIZE(v) for k, v in item.items()}
-
-
-def item_key(item: Mapping[str, Any]) -> ItemKey:
-    """The :class:`ItemKey` of a deserialized aggregate or contribution item."""
-    group = item.get("group") or {}
-    dims = tuple(sorted((str(k), _scalar(v)) for k, v in group.items()))
-    start = item.get("bucket_start")
-    return ItemKey(
-        str(item["dataset"]),
-        int(item["bucket_seconds"]),
-        None if start is None else parse_iso_seconds(str(start)),
-        dims,
-    )
-
-
-def _scalar(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() and "." not in str(value) else float(value)
-    return value
 
 
 def _now() -> datetime:
