@@ -15,6 +15,7 @@ class Settings:
     """What a handler needs to know about its deployment."""
 
     contracts_dir: Path
+    raw_bucket: str  # cleanup: a contract's raw retention
     curated_bucket: str
     quarantine_bucket: str
     work_bucket: str
@@ -35,6 +36,7 @@ class Settings:
         env = os.environ
         return cls(
             contracts_dir=Path(env.get("CONTRACTS_DIR", "/opt/contracts")),
+            raw_bucket=env.get("RAW_BUCKET", ""),
             curated_bucket=env.get("CURATED_BUCKET", ""),
             quarantine_bucket=env.get("QUARANTINE_BUCKET", ""),
             work_bucket=env.get("WORK_BUCKET", ""),
