@@ -106,7 +106,7 @@ lint-sam:
 # Security posture of template.yaml: fails on any failed check (a check that does not apply is
 # skipped in place, in the resource's Metadata, with the reason).
 lint-checkov:
-	$(T) checkov $(CHECKOV_VENV)/bin/checkov --quiet --compact --framework cloudformation --file template.yaml
+	$(T) checkov $(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation --file template.yaml
 checkov: checkov-venv
 	@$(MAKE) lint-checkov
 

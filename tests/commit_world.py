@@ -45,6 +45,18 @@ class LockedRunTable(MemoryRunTable):
         with self._lock:
             super().write_commit(head, expected_rev, runs)
 
+    def write_all(self, puts: Any) -> None:
+        with self._lock:
+            super().write_all(puts)
+
+    def get_many(self, run_ids: Any) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return super().get_many(run_ids)
+
+    def clear_expiry(self, run_id: str, statuses: Any) -> bool:
+        with self._lock:
+            return super().clear_expiry(run_id, statuses)
+
     def transition(self, run_id: str, expected: Any, changes: Any) -> bool:
         with self._lock:
             return super().transition(run_id, expected, changes)

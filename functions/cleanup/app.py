@@ -1,6 +1,10 @@
 """Cleanup function (EventBridge schedule): housekeeping that keeps the commit protocol's promises.
 
-It finishes interrupted commits, records silent failures, removes what no commit owns and fails stuck runs.
+It finishes interrupted commits and compactions, compacts partitions of small files, records
+silent failures, removes what no commit owns and fails stuck runs (``sluice.cleanup``). The
+event's ``detail`` may ask for a plan only (``{"dry_run": true}``) or bound the actions
+(``{"max_actions": n}``); the invocation stops between steps when its remaining time runs low,
+and the next one resumes.
 """
 
 from dataclasses import asdict
@@ -15,8 +19,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from sluice.adapters.runs_table import DynamoRunTable
 from sluice.adapters.s3 import S3Store
 from sluice.adapters.sfn import StepFunctions
-from sluice.cleanup import clean
+from sluice.cleanup import CompactionSettings, clean, metric_counts
 from sluice.commit import Committer
+from sluice.compaction import Budget, Compactor
 from sluice.settings import contracts, settings
 
 logger = Logger()
@@ -31,10 +36,20 @@ metrics = Metrics()
 def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
     """One housekeeping pass as of the event's time (``sluice local tick --at`` moves it); returns what it did."""
     cfg = settings()
+    detail = event.detail if isinstance(event.detail, dict) else {}
+    dry_run = bool(detail.get("dry_run"))
+    max_actions = detail.get("max_actions")
     now = datetime.fromisoformat(event.time.replace("Z", "+00:00"))
-    logger.info("cleanup", scheduled_at=event.time, rule=event.resources)
+    logger.info("cleanup", scheduled_at=event.time, rule=event.resources, dry_run=dry_run, max_actions=max_actions)
     runs, store = DynamoRunTable(cfg.runs_table), S3Store()
-    committer = Committer(runs, store, cfg.run_retention_days, timedelta(seconds=cfg.commit_lease_seconds), lambda: now)
+    lease = timedelta(seconds=cfg.commit_lease_seconds)
+    # stop between steps once less than a step's worth of time is left: 2 min, or a quarter of a short timeout
+    reserve = min(120_000, context.get_remaining_time_in_millis() // 4)
+    budget = Budget(context.get_remaining_time_in_millis, reserve, None if max_actions is None else int(max_actions))
+    compactor = Compactor(
+        runs, store, cfg.work_bucket, cfg.run_retention_days, lease, lambda: now, budget, cfg.staging_dir
+    )
+    committer = Committer(runs, store, cfg.run_retention_days, lease, lambda: now, compactor)
     report = clean(
         contracts(cfg.contracts_dir),
         store,
@@ -45,21 +60,17 @@ def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
         executions=StepFunctions(),
         state_machine_arn=cfg.state_machine_arn,
         now=now,
+        dry_run=dry_run,
+        compactor=compactor,
+        compaction=CompactionSettings(
+            cfg.compaction_target_bytes, cfg.compaction_min_files, timedelta(minutes=cfg.compaction_min_age_minutes)
+        ),
+        budget=budget,
+        raw_bucket=cfg.raw_bucket,
+        quarantine_bucket=cfg.quarantine_bucket,
     )
-    for name, done in (
-        ("CommitsCompleted", report.commits_completed),
-        ("SilentFailuresRecorded", report.failures_recorded),
-        ("OrphansDeleted", report.orphans_deleted),
-        ("StagedFilesDeleted", report.staging_deleted),
-        ("StuckRunsFailed", report.stuck_runs_failed),
-    ):
-        metrics.add_metric(name, MetricUnit.Count, len(done))
-    logger.info(
-        "cleaned",
-        commits_completed=len(report.commits_completed),
-        failures_recorded=len(report.failures_recorded),
-        orphans=len(report.orphans_deleted),
-        staged=len(report.staging_deleted),
-        stuck=len(report.stuck_runs_failed),
-    )
+    if not dry_run:
+        for name, count in metric_counts(report).items():
+            metrics.add_metric(name, MetricUnit.Count, count)
+    logger.info("cleaned", **metric_counts(report), dry_run=dry_run, stopped=report.stopped)
     return asdict(report)

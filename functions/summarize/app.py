@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from sluice.adapters.runs_table import DynamoRunTable
 from sluice.adapters.s3 import S3Store
 from sluice.commit import Committer
+from sluice.compaction import Compactor
 from sluice.payloads import CommittedResult, TransformResult
 from sluice.settings import settings
 
@@ -29,12 +30,10 @@ def handler(event: TransformResult, context: LambdaContext) -> CommittedResult:
     """Commit the run; returns the input plus ``commit`` (status, order, the run it retired)."""
     cfg = settings()
     logger.append_keys(dataset=event["dataset"], key=event["source"]["key"])
-    committer = Committer(
-        DynamoRunTable(cfg.runs_table),
-        S3Store(),
-        cfg.run_retention_days,
-        lease=timedelta(seconds=cfg.commit_lease_seconds),
-    )
+    runs, store, lease = DynamoRunTable(cfg.runs_table), S3Store(), timedelta(seconds=cfg.commit_lease_seconds)
+    # a new version of a key whose rows were compacted rewrites the compacted file without them
+    compactor = Compactor(runs, store, cfg.work_bucket, cfg.run_retention_days, lease, scratch=cfg.staging_dir)
+    committer = Committer(runs, store, cfg.run_retention_days, lease=lease, compactions=compactor)
     outcome = committer.commit(event)
     metrics.add_metric("RunsCommitted" if outcome.status == "COMMITTED" else "RunsSuperseded", MetricUnit.Count, 1)
     logger.info("committed", **outcome.to_json())

@@ -35,8 +35,8 @@ class Control(Protocol):
     def describe(self) -> dict[str, Any]:
         """``{endpoint, resources, pid, stack, region}``."""
 
-    def tick(self, at: datetime | None = None) -> list[InvokeResult]:
-        """Fire every schedule (as if at `at`)."""
+    def tick(self, at: datetime | None = None, detail: dict[str, Any] | None = None) -> list[InvokeResult]:
+        """Fire every schedule (as if at `at`, with `detail` in the Scheduled Event)."""
 
     def wait_idle(self, timeout: float = 120, *, flush_windows: bool = True) -> None:
         """Block until nothing is in flight."""
@@ -154,7 +154,10 @@ class Bridge:
         at = datetime.fromisoformat(str(body["at"]).replace("Z", "+00:00")) if body.get("at") else None
         if at is not None and at.tzinfo is None:
             at = at.replace(tzinfo=UTC)
-        return "200 OK", {"results": [r.to_json() for r in self._control.tick(at)]}
+        detail = body.get("detail")
+        if detail is not None and not isinstance(detail, dict):
+            return "400 Bad Request", {"error": "detail must be a JSON object"}
+        return "200 OK", {"results": [r.to_json() for r in self._control.tick(at, detail)]}
 
     def _faults_armed(self, body: dict[str, Any]) -> tuple[str, Any]:
         return "200 OK", {"faults": [f.to_json() for f in self._control.faults.armed()]}

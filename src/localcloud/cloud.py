@@ -225,14 +225,15 @@ class LocalCloud:
 
         threading.Thread(target=run, daemon=True, name=f"async-{pool.spec.logical_id}").start()
 
-    def tick(self, at: datetime | None = None) -> list[InvokeResult]:
+    def tick(self, at: datetime | None = None, detail: dict[str, Any] | None = None) -> list[InvokeResult]:
         """Fire every schedule (EventBridge rule with a schedule expression) with a real Scheduled Event.
 
-        `at` is the event's ``time``: the scheduled functions act as if it were then.
+        `at` is the event's ``time``: the scheduled functions act as if it were then. `detail`
+        replaces the event's empty ``detail`` (e.g. ``{"dry_run": true}`` for the cleanup).
         """
         if self._schedule is None:
             raise RuntimeError("local cloud not started")
-        return self._schedule.tick(at)
+        return self._schedule.tick(at, detail)
 
     # ------------------------------------------------------------------ idleness
     def flush_windows(self, timeout: float = 60) -> None:

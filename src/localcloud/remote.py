@@ -126,9 +126,11 @@ class RemoteCloud:
         body = {"function": function, "event": event, "timeout": timeout}
         return InvokeResult.from_json(self._call("POST", "/_sluice/invoke", body, timeout=timeout + 30))
 
-    def tick(self, at: datetime | None = None) -> list[InvokeResult]:
-        """Fire every schedule once, as if at `at` (the Scheduled Event's ``time``; default now)."""
-        body = {"at": at.isoformat()} if at is not None else {}
+    def tick(self, at: datetime | None = None, detail: dict[str, Any] | None = None) -> list[InvokeResult]:
+        """Fire every schedule once, as if at `at` (the Scheduled Event's ``time``; default now), with `detail`."""
+        body: dict[str, Any] = {"at": at.isoformat()} if at is not None else {}
+        if detail is not None:
+            body["detail"] = detail
         results = self._call("POST", "/_sluice/tick", body, timeout=960)["results"]
         return [InvokeResult.from_json(r) for r in results]
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sluice import layout
 from sluice.errors import CommitBusyError, CommitConflictError, RunNotCommittableError, SluiceError
@@ -42,6 +42,7 @@ from sluice.runs import (
     RUNNING,
     SUCCEEDED,
     SUPERSEDED,
+    expiry,
     finished,
     head_id,
     source_uri,
@@ -65,6 +66,8 @@ class Head:
     pending_run_id: str | None = None  # holds the lease: its roll-forward is not finished
     retiring_run_id: str | None = None  # the run the pending commit retires
     lease_until: str | None = None
+    compacted: tuple[str, ...] = ()  # compactions holding rows of the live run (sluice.compaction)
+    retiring_compacted: tuple[str, ...] = ()  # those holding the retiring run's rows: the commit excludes them
 
     def to_item(self) -> dict[str, Any]:
         """The runs-table item (no ``status`` or ``started_at``: it stays out of the run indexes)."""
@@ -79,6 +82,8 @@ class Head:
             "pending_run_id": self.pending_run_id,
             "retiring_run_id": self.retiring_run_id,
             "lease_until": self.lease_until,
+            "compacted": list(self.compacted) or None,
+            "retiring_compacted": list(self.retiring_compacted) or None,
         }
 
     @classmethod
@@ -95,6 +100,8 @@ class Head:
             item.get("pending_run_id"),
             item.get("retiring_run_id"),
             item.get("lease_until"),
+            tuple(item.get("compacted") or ()),
+            tuple(item.get("retiring_compacted") or ()),
         )
 
 
@@ -182,6 +189,21 @@ def _outputs_of(record: Mapping[str, Any], store: ObjectStore) -> list[str]:
     return list(uris or [])
 
 
+class CompactedRows(Protocol):
+    """What the commit needs from compaction (:class:`sluice.compaction.Compactor` implements it)."""
+
+    def exclude(self, run_id: str, compactions: Sequence[str]) -> int:
+        """Rewrite the compacted files holding rows of `run_id` without them; returns files rewritten.
+
+        Raises CommitBusyError while one of them is being committed by a live holder.
+        """
+        ...
+
+    def complete(self, compaction_id: str) -> None:
+        """Finish compaction `compaction_id` (it holds head leases); CommitBusyError while its holder lives."""
+        ...
+
+
 @dataclass
 class Committer:
     """Commits runs of raw keys (Summarize), and completes commits a crash left half-done (cleanup)."""
@@ -191,6 +213,7 @@ class Committer:
     retention_days: int
     lease: timedelta = timedelta(minutes=6)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    compactions: CompactedRows | None = None
 
     # -------------------------------------------------------------------------------- commit
     def commit(self, result: TransformResult) -> CommitOutcome:
@@ -255,6 +278,8 @@ class Committer:
             pending_run_id=manifest.run_id,
             retiring_run_id=head.live_run_id,
             lease_until=self._lease_end(),
+            compacted=(),
+            retiring_compacted=head.compacted,
         )
         committing = {
             **record,
@@ -281,6 +306,9 @@ class Committer:
         if head.pending_run_id is None:
             return None
         record = self.runs.get_run(head.pending_run_id)
+        if record is not None and record.get("kind") == "compaction":
+            self._compactions(head.source_uri).complete(head.pending_run_id)
+            return None
         if record is None or not record.get("manifest_uri"):
             raise SluiceError(f"{head.source_uri}: pending run {head.pending_run_id} has no record or manifest")
         manifest = RunManifest.from_json(self.store.get_json(str(record["manifest_uri"])))
@@ -297,6 +325,8 @@ class Committer:
         mine = {o.uri for o in manifest.outputs}
         with ThreadPoolExecutor(COPY_THREADS) as pool:
             list(pool.map(lambda o: self._publish(o.staged_uri, o.uri), manifest.outputs))
+        if head.retiring_run_id and head.retiring_compacted:
+            self._compactions(head.source_uri).exclude(head.retiring_run_id, head.retiring_compacted)
         retiring = self.runs.get_run(head.retiring_run_id) if head.retiring_run_id else None
         doomed = [u for u in _outputs_of(retiring, self.store) if u not in mine] if retiring else []
         by_bucket: dict[str, list[str]] = {}
@@ -305,7 +335,9 @@ class Committer:
             by_bucket.setdefault(bucket, []).append(key)
         for bucket, keys in by_bucket.items():
             self.store.delete_keys(bucket, keys)
-        released = replace(head, rev=head.rev + 1, pending_run_id=None, retiring_run_id=None, lease_until=None)
+        released = replace(
+            head, rev=head.rev + 1, pending_run_id=None, retiring_run_id=None, lease_until=None, retiring_compacted=()
+        )
         committed = finished(
             dict(record),
             COMMITTED,
@@ -321,6 +353,7 @@ class Committer:
                 "status": SUPERSEDED,
                 "superseded_by": manifest.run_id,
                 "updated_at": self._now(),
+                "expires_at": expiry(SUPERSEDED, self.retention_days, self.clock()),
             }
             writes.append((retired, (*LIVE, SUPERSEDED)))
         self.runs.write_commit(released.to_item(), head.rev, writes)
@@ -328,6 +361,11 @@ class Committer:
         return CommitOutcome(
             COMMITTED, manifest.run_id, head.seq, head.retiring_run_id, len(manifest.outputs), len(doomed)
         )
+
+    def _compactions(self, uri: str) -> CompactedRows:
+        if self.compactions is None:
+            raise SluiceError(f"{uri}: its live rows are compacted, and this committer cannot rewrite compactions")
+        return self.compactions
 
     def _publish(self, staged_uri: str, uri: str) -> None:
         bucket, key = split_uri(staged_uri)

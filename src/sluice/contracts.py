@@ -240,6 +240,18 @@ class Limits(_Model):
         return parse_size(self.max_quarantine_bytes)
 
 
+class Retention(_Model):
+    """How long the scheduled cleanup keeps a dataset's raw versions and quarantine (none: the bucket rules only)."""
+
+    raw_days: int | None = Field(
+        None,
+        ge=1,
+        description="a raw object version replaced by a newer one is deleted this many days later, only if a run of "
+        "it committed (a version that never committed stays for `sluice rerun`)",
+    )
+    quarantine_days: int | None = Field(None, ge=1, description="rejected rows and reports are deleted after this")
+
+
 class Contract(_Model):
     """A dataset contract, loaded from ``contracts/<dataset>.yaml``."""
 
@@ -254,6 +266,7 @@ class Contract(_Model):
     aggregates: Aggregates | None = None
     limits: Limits = Limits()
     transform: str | None = Field(None, description="optional per-batch pandas hook `module:function`")
+    retention: Retention = Retention()
 
     @model_validator(mode="after")
     def _references_exist(self) -> Contract:

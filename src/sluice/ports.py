@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -55,6 +56,26 @@ class ObjectStore(Protocol):
         """Version ids of `key`, newest first, as S3 orders them (empty when unversioned)."""
         ...
 
+    def list_versions(self, bucket: str, prefix: str) -> Iterator[tuple[str, str, bool, datetime]]:
+        """``(key, version id, is latest, last modified)`` of each version under `prefix`, newest first per key."""
+        ...
+
+    def delete_versions(self, bucket: str, versions: list[tuple[str, str]]) -> int:
+        """Delete object versions ``(key, version id)`` for good; returns how many were deleted."""
+        ...
+
+
+@dataclass(frozen=True)
+class Guard:
+    """The condition of one put in :meth:`RunTable.write_all`.
+
+    ``rev``: the stored item is at this revision (0: there is no item yet). ``statuses``: the
+    stored status is one of these (or there is no item). Both empty: unconditional.
+    """
+
+    rev: int | None = None
+    statuses: tuple[str, ...] = ()
+
 
 class RunTable(Protocol):
     """The runs table."""
@@ -103,8 +124,27 @@ class RunTable(Protocol):
         """
         ...
 
+    def write_all(self, puts: Sequence[tuple[Mapping[str, Any], Guard]]) -> None:
+        """Atomically put every item whose guard holds, or none (at most 100 items).
+
+        Raises
+        ------
+        CommitConflictError
+            A guard failed: someone else wrote one of the items first.
+
+        """
+        ...
+
+    def get_many(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The records of `run_ids` that exist, read as one consistent snapshot per 25 ids."""
+        ...
+
     def transition(self, run_id: str, expected: Sequence[str], changes: Mapping[str, Any]) -> bool:
         """Apply `changes` to the run's record if its status is one of `expected`; False if it is not."""
+        ...
+
+    def clear_expiry(self, run_id: str, statuses: Sequence[str]) -> bool:
+        """Remove the record's ``expires_at`` (TTL) if its status is one of `statuses`; False if it is not."""
         ...
 
 

@@ -91,8 +91,18 @@ def summary_fields(result: TransformResult, manifest: RunManifest) -> dict[str, 
     }
 
 
+def expiry(status: str, retention_days: int, moment: datetime | None = None) -> int | None:
+    """``expires_at`` (DynamoDB TTL) of a record entering `status`: none while the run owns visible data.
+
+    A COMMITTING, COMMITTED or SUCCEEDED record is what proves its curated files are committed
+    (cleanup deletes files whose run is FAILED or SUPERSEDED), so it never expires; the others
+    expire `retention_days` after they end.
+    """
+    return None if status in LIVE else _expiry(retention_days, moment or _now())
+
+
 def finished(record: Mapping[str, Any], status: str, retention_days: int, **extra: Any) -> dict[str, Any]:
-    """`record` moved to `status` now: ``finished_at``, ``duration_ms``, ``updated_at``, a fresh expiry."""
+    """`record` moved to `status` now: ``finished_at``, ``duration_ms``, ``updated_at``, its expiry (none if live)."""
     now = _now()
     started = datetime.fromisoformat(str(record.get("started_at") or _iso(now)))
     return {
@@ -102,7 +112,7 @@ def finished(record: Mapping[str, Any], status: str, retention_days: int, **extr
         "finished_at": _iso(now),
         "duration_ms": int((now - started).total_seconds() * 1000),
         "updated_at": _iso(now),
-        "expires_at": _expiry(retention_days, now),
+        "expires_at": expiry(status, retention_days, now),
     }
 
 
@@ -154,7 +164,7 @@ def failed_record(failure: FailureInput, previous: Mapping[str, Any] | None, ret
             "reason": message[:4000],
             "started_at": record.get("started_at") or failure.get("started_at") or _iso(now),
             "updated_at": _iso(now),
-            "expires_at": _expiry(retention_days, now),
+            "expires_at": expiry(record["status"] if committed else FAILED, retention_days, now),
         }
     )
     if not committed:

@@ -15,6 +15,7 @@ class Settings:
     """What a handler needs to know about its deployment."""
 
     contracts_dir: Path
+    raw_bucket: str  # cleanup: a contract's raw retention
     curated_bucket: str
     quarantine_bucket: str
     work_bucket: str
@@ -25,6 +26,9 @@ class Settings:
     commit_lease_seconds: int
     ingest_max_receives: int
     staging_dir: Path
+    compaction_target_bytes: int = 128 << 20
+    compaction_min_files: int = 10
+    compaction_min_age_minutes: int = 60
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -32,6 +36,7 @@ class Settings:
         env = os.environ
         return cls(
             contracts_dir=Path(env.get("CONTRACTS_DIR", "/opt/contracts")),
+            raw_bucket=env.get("RAW_BUCKET", ""),
             curated_bucket=env.get("CURATED_BUCKET", ""),
             quarantine_bucket=env.get("QUARANTINE_BUCKET", ""),
             work_bucket=env.get("WORK_BUCKET", ""),
@@ -42,6 +47,9 @@ class Settings:
             commit_lease_seconds=int(env.get("COMMIT_LEASE_SECONDS", "360")),
             ingest_max_receives=int(env.get("INGEST_MAX_RECEIVES", "5")),
             staging_dir=Path(env.get("SLUICE_STAGING_DIR", "/tmp/sluice")),
+            compaction_target_bytes=int(env.get("COMPACTION_TARGET_BYTES", str(128 << 20))),
+            compaction_min_files=int(env.get("COMPACTION_MIN_FILES", "10")),
+            compaction_min_age_minutes=int(env.get("COMPACTION_MIN_AGE_MINUTES", "60")),
         )
 
 

@@ -34,6 +34,8 @@ def register(subparsers: Any) -> None:
         "the function acts as if it were then: e.g. see what cleanup does once its grace period is over.",
     )
     tick.add_argument("--at", metavar="ISO", help="the time the functions see, e.g. 2026-12-05T03:15:00Z")
+    tick.add_argument("--dry-run", action="store_true", help="cleanup returns its plan and changes nothing")
+    tick.add_argument("--max-actions", type=int, metavar="N", help="cleanup stops after N actions (resumes next tick)")
     tick.set_defaults(func=tick_cmd)
 
 
@@ -86,7 +88,10 @@ def resources_cmd(args: argparse.Namespace) -> int:
 def tick_cmd(args: argparse.Namespace) -> int:
     """Ask the running local cloud to fire its schedules; print what the functions returned."""
     conn = running()
-    body: dict[str, str] = {}
+    body: dict[str, Any] = {}
+    detail = cleanup_detail(dry_run=args.dry_run, max_actions=args.max_actions)
+    if detail:
+        body["detail"] = detail
     if args.at:
         try:
             at = datetime.fromisoformat(args.at.replace("Z", "+00:00"))
@@ -97,3 +102,13 @@ def tick_cmd(args: argparse.Namespace) -> int:
     with urllib.request.urlopen(req, timeout=900) as resp:
         print(json.dumps(json.loads(resp.read()), indent=2))
     return 0
+
+
+def cleanup_detail(*, dry_run: bool = False, max_actions: int | None = None) -> dict[str, Any]:
+    """The Scheduled Event's ``detail`` the cleanup reads (empty: a normal pass)."""
+    detail: dict[str, Any] = {}
+    if dry_run:
+        detail["dry_run"] = True
+    if max_actions is not None:
+        detail["max_actions"] = max_actions
+    return detail

@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "sluice_cli.events_cmd",
     "sluice_cli.runs_cmd",
     "sluice_cli.rerun_cmd",
+    "sluice_cli.cleanup_cmd",
     "sluice_cli.redrive_cmd",
     "sluice_cli.load_cmd",
     "sluice_cli.query_cmd",

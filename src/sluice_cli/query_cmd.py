@@ -13,7 +13,9 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 from rich.table import Table
 
+from sluice.adapters.runs_table import records_snapshot
 from sluice.contracts import Contract, load_contracts
+from sluice.visibility import Snapshots, committed_files
 from sluice_cli.connection import REGION, Connection, project_root, running
 from sluice_cli.display import make_console
 
@@ -40,10 +42,29 @@ def s3_filesystem(conn: Connection) -> pafs.S3FileSystem:
     )
 
 
-def dataset_of(contract: Contract, bucket: str, fs: pafs.FileSystem) -> ds.Dataset | None:
-    """The curated Parquet of `contract` as a pyarrow dataset (None when nothing landed yet)."""
+class _Records:
+    """The runs table of a connection, read as consistent snapshots (what :mod:`sluice.visibility` needs)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._dynamodb = conn.client("dynamodb")
+        self._table = conn.resource("RunsTable")
+
+    def get_many(self, run_ids: Any) -> dict[str, dict[str, Any]]:
+        return records_snapshot(self._dynamodb, self._table, run_ids)
+
+
+def dataset_of(
+    contract: Contract, bucket: str, fs: pafs.FileSystem, records: Snapshots | None = None
+) -> ds.Dataset | None:
+    """The committed Parquet of `contract` as a pyarrow dataset (None when nothing landed yet).
+
+    With `records` (the runs table), the files are what is committed (:mod:`sluice.visibility`):
+    never both a compaction's inputs and its output, nor neither; without, every file listed.
+    """
     selector = pafs.FileSelector(f"{bucket}/{contract.dataset}", recursive=True, allow_not_found=True)
     files = [f.path for f in fs.get_file_info(selector) if f.path.endswith(".parquet")]
+    if records is not None and files:
+        files = [u.removeprefix("s3://") for u in committed_files([f"s3://{f}" for f in files], records)]
     if not files:
         return None
     fields = [pa.field(p.name, _PARTITION_TYPES[p.transform]) for p in contract.partition]
@@ -62,8 +83,9 @@ def connect_duckdb(conn: Connection) -> duckdb.DuckDBPyConnection:
     db = duckdb.connect()
     fs = s3_filesystem(conn)
     bucket = conn.resource("CuratedBucket")
+    records = _Records(conn)
     for contract in load_contracts(project_root() / "contracts"):
-        data = dataset_of(contract, bucket, fs)
+        data = dataset_of(contract, bucket, fs, records)
         if data is not None:
             db.register(contract.dataset, data)
     return db

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from sluice.errors import CommitConflictError
+from sluice.ports import Guard
 from sluice.runs import head_id
 from sluice.uris import s3_uri, split_uri
 
@@ -23,6 +24,7 @@ class MemoryStore:
         self.versions: dict[tuple[str, str], list[str]] = {}  # newest first, as S3 lists them
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # modification times
         self.range_reads: list[tuple[str, str, int, int]] = []  # (bucket, key, start, end) of every ranged read
+        self.version_times: dict[tuple[str, str, str], datetime] = {}
 
     def put(
         self, bucket: str, key: str, data: bytes, modified: datetime | None = None, version_id: str | None = None
@@ -33,7 +35,25 @@ class MemoryStore:
         history = self.versions.setdefault((bucket, key), [])
         version = version_id or f"v{len(history) + 1}"
         history.insert(0, version)
+        self.version_times[(bucket, key, version)] = self.modified[(bucket, key)]
         return version
+
+    def list_versions(self, bucket: str, prefix: str) -> Iterator[tuple[str, str, bool, datetime]]:
+        for (b, k), history in sorted(self.versions.items()):
+            if b == bucket and k.startswith(prefix):
+                for i, v in enumerate(history):
+                    yield k, v, i == 0, self.version_times[(b, k, v)]
+
+    def delete_versions(self, bucket: str, versions: list[tuple[str, str]]) -> int:
+        n = 0
+        for key, version in versions:
+            history = self.versions.get((bucket, key), [])
+            if version in history:
+                if history[0] == version:
+                    self.objects.pop((bucket, key), None)
+                history.remove(version)
+                n += 1
+        return n
 
     def version_ids(self, bucket: str, key: str) -> list[str]:
         return list(self.versions.get((bucket, key), []))
@@ -121,6 +141,28 @@ class MemoryRunTable:
         self.items[head["run_id"]] = _stored(head)
         for record, _ in runs:
             self.items[record["run_id"]] = _stored(record)
+
+    def write_all(self, puts: Sequence[tuple[Mapping[str, Any], Guard]]) -> None:
+        for item, guard in puts:
+            current = self.items.get(item["run_id"])
+            if guard.rev == 0 and current is not None:
+                raise CommitConflictError(f"{item['run_id']} exists")
+            if guard.rev and (current is None or current.get("rev") != guard.rev):
+                raise CommitConflictError(f"{item['run_id']} is at {current and current.get('rev')}, not {guard.rev}")
+            if guard.rev is None and guard.statuses and current and current.get("status") not in guard.statuses:
+                raise CommitConflictError(f"{item['run_id']} is {current.get('status')}, not in {guard.statuses}")
+        for item, _ in puts:
+            self.items[item["run_id"]] = _stored(item)
+
+    def get_many(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        return {r: dict(self.items[r]) for r in run_ids if r in self.items}
+
+    def clear_expiry(self, run_id: str, statuses: Sequence[str]) -> bool:
+        current = self.items.get(run_id)
+        if current is None or current.get("status") not in statuses:
+            return False
+        current.pop("expires_at", None)
+        return True
 
     def transition(self, run_id: str, expected: Sequence[str], changes: Mapping[str, Any]) -> bool:
         current = self.items.get(run_id)

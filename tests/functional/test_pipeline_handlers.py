@@ -140,13 +140,26 @@ def test_summarize_commits_the_run_and_record_failure_records_reason(aws, handle
 def test_cleanup_handler_reports_what_it_did(aws, handler_of, state_machine):
     s3 = boto3.client("s3")
     s3.put_object(Bucket=aws["CuratedBucket"], Key="orders/order_date=2026-11-01/orphan-run-0.parquet", Body=b"x")
+    s3.put_object(Bucket=aws["CuratedBucket"], Key="orders/order_date=2026-11-01/failed-run-0.parquet", Body=b"x")
+    table = boto3.resource("dynamodb").Table(aws["RunsTable"])
+    table.put_item(Item={"run_id": "failed-run", "status": "FAILED", "dataset": "orders"})
+    s3.put_object(Bucket=aws["CuratedBucket"], Key="orders/order_date=2026-11-01/live-run-0.parquet", Body=b"x")
+    table.put_item(Item={"run_id": "live-run", "status": "SUCCEEDED", "dataset": "orders", "expires_at": 1})
     scheduled = event("schedule.json", aws)
     report = handler_of("CleanupFunction", STATE_MACHINE_ARN=state_machine)(scheduled)
-    assert report["files_checked"] == 1
-    assert report["orphans_deleted"] == []  # younger than the grace period
+    assert report["files_checked"] == 3
+    assert report["orphans_deleted"] == [] and report["unowned_files"] == []  # younger than the grace period
     assert report["failures_recorded"] == []
     two_days_on = {**scheduled, "time": "2099-01-01T03:15:00Z"}  # the schedule's time is the cleanup's "now"
-    report = handler_of("CleanupFunction", STATE_MACHINE_ARN=state_machine)(two_days_on)
-    assert report["orphans_deleted"] == [
-        f"s3://{aws['CuratedBucket']}/orders/order_date=2026-11-01/orphan-run-0.parquet"
+    plan = handler_of("CleanupFunction", STATE_MACHINE_ARN=state_machine)({**two_days_on, "detail": {"dry_run": True}})
+    assert plan["dry_run"] and plan["orphans_deleted"] == [
+        f"s3://{aws['CuratedBucket']}/orders/order_date=2026-11-01/failed-run-0.parquet"
     ]
+    assert len(s3.list_objects_v2(Bucket=aws["CuratedBucket"])["Contents"]) == 3, "a dry run deletes nothing"
+    report = handler_of("CleanupFunction", STATE_MACHINE_ARN=state_machine)(two_days_on)
+    assert report["orphans_deleted"] == plan["orphans_deleted"]
+    assert report["unowned_files"] == [
+        f"s3://{aws['CuratedBucket']}/orders/order_date=2026-11-01/orphan-run-0.parquet"
+    ], "no record owns it: reported, never deleted (it could be committed data whose record was lost)"
+    assert report["expiries_cleared"] == ["live-run"], "a record owning visible files written with a TTL loses it"
+    assert "expires_at" not in table.get_item(Key={"run_id": "live-run"})["Item"]

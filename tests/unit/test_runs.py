@@ -7,7 +7,7 @@ import pytest
 
 from sluice.layout import run_of_output, run_of_staged
 from sluice.manifest import RunManifest
-from sluice.runs import COMMITTED, FAILED, RUNNING, failed_record, failed_step, finished, summary_fields
+from sluice.runs import COMMITTED, FAILED, RUNNING, SUPERSEDED, failed_record, failed_step, finished, summary_fields
 
 SOURCE = {"bucket": "raw", "key": "orders/a.csv", "version_id": "v1", "etag": "e1", "size": 10}
 
@@ -61,7 +61,9 @@ def test_summary_and_finished_record_carry_counts_schema_outputs_and_ttl():
     assert (record["rows_in"], record["rows_out"], record["rows_rejected"]) == (10, 8, 2)
     assert record["outputs"] == ["s3://c/k"] and record["partitions"] == ["d=1"]
     assert record["source_uri"] == "s3://raw/orders/a.csv"
-    assert record["expires_at"] > datetime.now(UTC).timestamp() + 6 * 86400
+    assert record["expires_at"] is None, "a committed record proves its files are committed: it never expires"
+    superseded = finished(fields, SUPERSEDED, retention_days=7)
+    assert superseded["expires_at"] > datetime.now(UTC).timestamp() + 6 * 86400
     assert record["duration_ms"] > 0 and record["finished_at"] > record["started_at"]
 
 

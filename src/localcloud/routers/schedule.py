@@ -52,8 +52,8 @@ class ScheduleRouter:
                     )
         return found
 
-    def tick(self, at: datetime | None = None) -> list[InvokeResult]:
-        """Invoke every scheduled target once with its ``Input`` or a real ``Scheduled Event`` (time `at`)."""
+    def tick(self, at: datetime | None = None, detail: dict[str, Any] | None = None) -> list[InvokeResult]:
+        """Invoke every scheduled target once with its ``Input`` or a real ``Scheduled Event`` (time `at`, `detail`)."""
         results = []
         for target in self.targets():
             pool = self._find_pool(target.function)
@@ -64,5 +64,7 @@ class ScheduleRouter:
                 if target.input
                 else scheduled_event(target.rule_arn, self._region, self._account, at.timestamp() if at else None)
             )
+            if detail is not None and not target.input:
+                event["detail"] = dict(detail)
             results.append(pool.invoke(event))
         return results

@@ -10,11 +10,12 @@ from typing import Any, cast
 
 import boto3
 from boto3.dynamodb.conditions import Attr, Key
-from boto3.dynamodb.types import TypeSerializer
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from sluice.adapters.clients import RETRIES, client
 from sluice.errors import CommitConflictError
+from sluice.ports import Guard
 from sluice.runs import head_id
 
 _SERIALIZE = TypeSerializer().serialize
@@ -116,19 +117,27 @@ class DynamoRunTable:
             The head is not at `expected_rev`, or a run is not in one of its expected statuses.
 
         """
-        head_condition = (
-            {"ConditionExpression": "attribute_not_exists(run_id)"}
-            if expected_rev == 0
-            else {
-                "ConditionExpression": "rev = :rev",
-                "ExpressionAttributeValues": {":rev": _SERIALIZE(expected_rev)},
-            }
-        )
-        actions: list[dict[str, Any]] = [{"Put": {"TableName": self._name, "Item": _typed(head), **head_condition}}]
-        for record, statuses in runs:
-            put: dict[str, Any] = {"TableName": self._name, "Item": _typed(record)}
-            if statuses:
-                names = {f":s{i}": _SERIALIZE(s) for i, s in enumerate(statuses)}
+        self.write_all([(head, Guard(rev=expected_rev)), *((r, Guard(statuses=tuple(s))) for r, s in runs)])
+
+    def write_all(self, puts: Sequence[tuple[Mapping[str, Any], Guard]]) -> None:
+        """Put every item in one transaction, each under its guard.
+
+        Raises
+        ------
+        CommitConflictError
+            A guard failed.
+
+        """
+        actions: list[dict[str, Any]] = []
+        for item, guard in puts:
+            put: dict[str, Any] = {"TableName": self._name, "Item": _typed(item)}
+            if guard.rev == 0:
+                put["ConditionExpression"] = "attribute_not_exists(run_id)"
+            elif guard.rev is not None:
+                put["ConditionExpression"] = "rev = :rev"
+                put["ExpressionAttributeValues"] = {":rev": _SERIALIZE(guard.rev)}
+            elif guard.statuses:
+                names = {f":s{i}": _SERIALIZE(s) for i, s in enumerate(guard.statuses)}
                 put["ConditionExpression"] = f"attribute_not_exists(run_id) OR #status IN ({', '.join(names)})"
                 put["ExpressionAttributeNames"] = {"#status": "status"}
                 put["ExpressionAttributeValues"] = names
@@ -137,10 +146,19 @@ class DynamoRunTable:
             client("dynamodb").transact_write_items(TransactItems=actions)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in _CONFLICTS:
+                first = puts[0][0] if puts else {}
                 raise CommitConflictError(
-                    f"commit of {head.get('key_uri')}: the head or a run changed meanwhile ({exc})"
+                    f"write of {first.get('key_uri') or first.get('run_id')}: an item changed meanwhile ({exc})"
                 ) from exc
             raise
+
+    def get_many(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The records of `run_ids` (one TransactGetItems per 25: a consistent snapshot of each 25)."""
+        return records_snapshot(client("dynamodb"), self._name, run_ids)
+
+    def clear_expiry(self, run_id: str, statuses: Sequence[str]) -> bool:
+        """Remove ``expires_at`` if the status is one of `statuses` (records from before live ones stopped expiring)."""
+        return _clear_expiry(self._table, run_id, statuses)
 
     def transition(self, run_id: str, expected: Sequence[str], changes: Mapping[str, Any]) -> bool:
         """Update the run's record with `changes` if its status is one of `expected`."""
@@ -162,6 +180,42 @@ class DynamoRunTable:
         return True
 
 
+def _clear_expiry(table: Any, run_id: str, statuses: Sequence[str]) -> bool:
+    names = {f":s{i}": s for i, s in enumerate(statuses)}
+    try:
+        table.update_item(
+            Key={"run_id": run_id},
+            UpdateExpression="REMOVE expires_at",
+            ConditionExpression=f"#status IN ({', '.join(names)})",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues=names,
+        )
+    except table.meta.client.exceptions.ConditionalCheckFailedException:
+        return False
+    return True
+
+
 def _typed(document: Mapping[str, Any]) -> dict[str, Any]:
     """A JSON-able mapping in DynamoDB's typed wire format (for the low-level client)."""
     return {k: _SERIALIZE(v) for k, v in to_item(document).items()}
+
+
+SNAPSHOT_ITEMS = 25  # TransactGetItems takes 100 on AWS, 25 on moto: the smaller, everywhere
+
+
+def records_snapshot(dynamodb: Any, table_name: str, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The items of `run_ids` in `table_name`, read with TransactGetItems (each 25 ids one consistent snapshot)."""
+    found: dict[str, dict[str, Any]] = {}
+    ids = list(dict.fromkeys(run_ids))
+    deserialize = TypeDeserializer().deserialize
+    for i in range(0, len(ids), SNAPSHOT_ITEMS):
+        chunk = ids[i : i + SNAPSHOT_ITEMS]
+        resp = dynamodb.transact_get_items(
+            TransactItems=[{"Get": {"TableName": table_name, "Key": {"run_id": {"S": r}}}} for r in chunk]
+        )
+        for answer in resp.get("Responses", []):
+            item = answer.get("Item")
+            if item:
+                plain = from_item({k: deserialize(v) for k, v in item.items()})
+                found[str(plain["run_id"])] = plain
+    return found

@@ -93,6 +93,21 @@ class S3Store:
             ids += [v["VersionId"] for v in page.get("Versions", []) if v["Key"] == key and v["VersionId"] != "null"]
         return ids
 
+    def list_versions(self, bucket: str, prefix: str) -> Iterator[tuple[str, str, bool, Any]]:
+        """``(key, version id, is latest, last modified)`` under `prefix` (S3's order: newest first per key)."""
+        for page in self._s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
+            for v in page.get("Versions", []):
+                yield v["Key"], v["VersionId"], bool(v["IsLatest"]), v["LastModified"]
+
+    def delete_versions(self, bucket: str, versions: list[tuple[str, str]]) -> int:
+        """Delete object versions in batches of 1000."""
+        deleted = 0
+        for i in range(0, len(versions), 1000):
+            chunk = [{"Key": k, "VersionId": v} for k, v in versions[i : i + 1000]]
+            resp = self._s3.delete_objects(Bucket=bucket, Delete={"Objects": chunk, "Quiet": True})
+            deleted += len(chunk) - len(resp.get("Errors", []))
+        return deleted
+
 
 class _BodyReader(io.RawIOBase):
     """A raw reader over botocore's StreamingBody, so it can be buffered."""
