@@ -1,0 +1,84 @@
+"""The CloudWatch alarms of a stack and what their metrics say (``sluice demo`` ends with them).
+
+The local cloud creates the template's alarms in moto's CloudWatch, which does not evaluate them:
+they stay ``INSUFFICIENT_DATA``. Beside each state the latest datapoint of the alarm's metric (if
+any was put) shows what an evaluation would look at.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from rich.table import Table
+
+NO_ALARMS = "no alarms defined"
+LOOKBACK = timedelta(hours=3)
+
+
+@dataclass(frozen=True)
+class AlarmState:
+    """One alarm: its state and reason, and the latest datapoint of its metric."""
+
+    name: str
+    state: str
+    reason: str
+    metric: str  # Namespace/MetricName (a metric math alarm: its expression ids)
+    latest: str  # "<value> at <time>", or "no datapoints"
+
+
+def _latest(cloudwatch: Any, alarm: dict[str, Any], now: datetime) -> str:
+    stat = alarm.get("Statistic")
+    if not alarm.get("MetricName") or not stat:  # metric math or an extended statistic: not looked up
+        return "-"
+    points = cloudwatch.get_metric_statistics(
+        Namespace=alarm["Namespace"],
+        MetricName=alarm["MetricName"],
+        Dimensions=alarm.get("Dimensions", []),
+        StartTime=now - LOOKBACK,
+        EndTime=now + timedelta(minutes=1),
+        Period=int(alarm.get("Period", 60)),
+        Statistics=[stat],
+    )["Datapoints"]
+    if not points:
+        return "no datapoints"
+    last = max(points, key=lambda p: p["Timestamp"])
+    return f"{stat} {last[stat]:g} at {last['Timestamp']:%H:%M} UTC (threshold {alarm.get('Threshold', '-'):g})"
+
+
+def alarm_states(cloudwatch: Any, now: datetime | None = None) -> list[AlarmState]:
+    """Every metric alarm, by name."""
+    now = now or datetime.now(UTC)
+    found: list[AlarmState] = []
+    for page in cloudwatch.get_paginator("describe_alarms").paginate(AlarmTypes=["MetricAlarm"]):
+        for alarm in page.get("MetricAlarms", []):
+            metric = (
+                f"{alarm['Namespace']}/{alarm['MetricName']}"
+                if alarm.get("MetricName")
+                else ",".join(q["Id"] for q in alarm.get("Metrics", []))
+            )
+            found.append(
+                AlarmState(
+                    name=alarm["AlarmName"],
+                    state=alarm.get("StateValue", "INSUFFICIENT_DATA"),
+                    reason=alarm.get("StateReason", ""),
+                    metric=metric,
+                    latest=_latest(cloudwatch, alarm, now),
+                )
+            )
+    return sorted(found, key=lambda a: a.name)
+
+
+def alarm_table(states: list[AlarmState]) -> Table | str:
+    """A table of the alarms, or :data:`NO_ALARMS`."""
+    if not states:
+        return NO_ALARMS
+    table = Table(title="CloudWatch alarms (local cloud: moto does not evaluate them)")
+    for name in ("alarm", "state", "reason", "metric", "latest datapoint"):
+        table.add_column(name)
+    colour = {"OK": "green", "ALARM": "red"}
+    for a in states:
+        style = colour.get(a.state, "yellow")
+        table.add_row(a.name, f"[{style}]{a.state}[/]", a.reason, a.metric, a.latest)
+    return table
