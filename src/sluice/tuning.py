@@ -129,6 +129,7 @@ class Measurement:
     peak_rss_bytes: int
     input_bytes: int
     rows_in: int
+    background_cpus: float = 0.0  # CPUs other processes used meanwhile: >= 0.1 and the time is not clean
 
     def cost(self, architecture: str = "x86_64") -> float:
         """Dollars for converting this file once (duration + request)."""
@@ -152,4 +153,5 @@ class Measurement:
             "usd_per_1000_files": {a: 1000 * self.cost(a) for a in ARCHITECTURES},
             # False when the local run could not get Lambda's share: a fraction of a vCPU, or more CPUs than here
             "cpu_matched": math.isclose(share, self.cpus, rel_tol=0.01),
+            "background_cpus": round(self.background_cpus, 2),
         }

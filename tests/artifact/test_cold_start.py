@@ -2,8 +2,10 @@
 
 Each import runs in a fresh ``python -S`` with exactly Lambda's search path (the built function
 dir, its layers' ``python/``, the runtime's boto3; see lambda_artifact.py), so it pays what a cold
-start pays: reading the bytecode of every module the handler pulls in. Functions without the
-DataLayer must not load pyarrow, pandas or numpy at all.
+start pays: reading the bytecode of every module the handler pulls in. The budget holds the CPU
+time of the import (user + system, all threads): on an idle machine that is its wall time, and
+unlike wall time it does not grow when other processes share the CPUs (the wall time is printed
+beside it). Functions without the DataLayer must not load pyarrow, pandas or numpy at all.
 """
 
 from __future__ import annotations
@@ -44,10 +46,10 @@ DATA_LIBS = ("pyarrow", "pandas", "numpy")
 
 PROBE = """
 import json, sys, time
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 __import__(sys.argv[1])
-seconds = time.perf_counter() - t0
-print(json.dumps({"seconds": seconds, "modules": sorted({m.split(".")[0] for m in sys.modules})}))
+cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+print(json.dumps({"cpu": cpu, "wall": wall, "modules": sorted({m.split(".")[0] for m in sys.modules})}))
 """
 
 
@@ -78,11 +80,11 @@ def test_handler_import_within_budget(function_id: str, runtime_dir: Path, capsy
     if not spec.code_uri.is_dir():
         pytest.skip(f"{spec.code_uri.relative_to(REPO)} does not exist (template has {function_id})")
     runs = [_import_once(function_id) for _ in range(RUNS)]
-    times = [float(str(r["seconds"])) for r in runs]
-    median = statistics.median(times)
+    cpu = statistics.median(float(str(r["cpu"])) for r in runs)
+    wall = statistics.median(float(str(r["wall"])) for r in runs)
     with capsys.disabled():
-        print(f"\n[cold start {function_id}] median {median:.3f} s of {', '.join(f'{t:.3f}' for t in times)}", end="")
-    assert median < BUDGET_SECONDS, f"{function_id}: importing {spec.handler} takes {median:.3f} s (budget 0.5 s)"
+        print(f"\n[cold start {function_id}] import median of {RUNS}: {cpu:.3f} s CPU, {wall:.3f} s wall", end="")
+    assert cpu < BUDGET_SECONDS, f"{function_id}: importing {spec.handler} takes {cpu:.3f} s of CPU (budget 0.5 s)"
     if "DataLayer" not in spec.layers:
         loaded = sorted(set(DATA_LIBS) & set(runs[0]["modules"]))  # type: ignore[arg-type]
         assert not loaded, f"{function_id} has no DataLayer but its import loads {loaded}"

@@ -33,7 +33,9 @@ def _orders(path: Path, rows: int) -> Path:
 
 def test_tune_measures_each_memory_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = _orders(tmp_path / "orders-tune.csv", ROWS)
-    code = main(["tune", str(data), "--contract", str(CONTRACT), "--memory", "1769,3538", "--json"])
+    code = main(
+        ["tune", str(data), "--contract", str(CONTRACT), "--memory", "1769,3538", "--quiet-wait", "0", "--json"]
+    )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     results = report["results"]
@@ -42,7 +44,7 @@ def test_tune_measures_each_memory_size(tmp_path: Path, capsys: pytest.CaptureFi
     assert [r["cpus_pinned"] for r in results] == [1, min(2, local)]
     assert [r["threads"] for r in results] == [1, min(2, local)]  # the engine's thread count, as on Lambda
     for r in results:
-        assert r["seconds"] > 0 and r["init_seconds"] > 0
+        assert r["seconds"] > 0 and r["init_seconds"] > 0 and r["background_cpus"] >= 0
         assert 50 < r["peak_rss_mib"] < r["memory_mb"]
         assert r["gb_seconds"] == pytest.approx(gb_seconds(r["memory_mb"], r["seconds"]), abs=0.01)
         cost = r["gb_seconds"] * prices.LAMBDA_GB_SECOND["x86_64"] + prices.LAMBDA_REQUEST
@@ -58,7 +60,7 @@ def test_tune_measures_each_memory_size(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_tune_table_and_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = _orders(tmp_path / "orders-small.csv", 200)
-    assert main(["tune", str(data), "-c", str(CONTRACT), "--memory", "1769"]) == 0
+    assert main(["tune", str(data), "-c", str(CONTRACT), "--memory", "1769", "--quiet-wait", "0"]) == 0
     out = capsys.readouterr().out
     assert "1,769" in out and "list prices as of" in out and "Glue" in out and "Firehose" in out
     assert main(["tune", str(data), "-c", str(CONTRACT), "--memory", "64"]) == 2
