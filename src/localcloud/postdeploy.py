@@ -9,7 +9,7 @@ from typing import Any
 
 from localcloud.buckets import apply_bucket_settings
 from localcloud.deploy import ClientFactory, Deployment
-from localcloud.intrinsics import UnresolvableError, resolve
+from localcloud.intrinsics import UnresolvableError, apply_conditions, evaluate_conditions, resolve
 
 log = logging.getLogger("localcloud.deploy")
 Notify = Callable[[str, dict[str, Any]], None]
@@ -40,8 +40,16 @@ def apply(client: ClientFactory, dep: Deployment, notify: Notify) -> None:
     resources: dict[str, Any] = dep.translated["Resources"]
     # Glue tables name their database by Ref: databases first.
     order = sorted(resources, key=lambda lid: resources[lid].get("Type") == "AWS::Glue::Table")
+    try:
+        conditions = evaluate_conditions(dep.translated.get("Conditions", {}), dep.refs(), dep.getatt)
+    except UnresolvableError as exc:
+        notify("deploy.skipped", {"resource": "Conditions", "type": "Conditions", "reason": str(exc)})
+        conditions = {}
     for lid in order:
         kind = resources[lid].get("Type", "")
+        condition = resources[lid].get("Condition")
+        if condition is not None and not conditions.get(condition, False):
+            continue  # CloudFormation does not create it either
         if kind in NOT_APPLIED:
             notify("deploy.skipped", {"resource": lid, "type": kind, "reason": NOT_APPLIED[kind]})
             continue
@@ -50,7 +58,7 @@ def apply(client: ClientFactory, dep: Deployment, notify: Notify) -> None:
         if handler is None or (kind == "AWS::S3::Bucket" and not set(raw) & BUCKET_SETTINGS):
             continue
         try:
-            props = resolve(raw, dep.refs(), dep.getatt)
+            props = resolve(apply_conditions(raw, conditions), dep.refs(), dep.getatt)
             physical = handler(client, dep, lid, props)
         except (UnresolvableError, KeyError, TypeError, ValueError) as exc:
             notify("deploy.skipped", {"resource": lid, "type": kind, "reason": str(exc)})
@@ -141,7 +149,9 @@ def alarm_parameters(stack_name: str, lid: str, props: dict[str, Any]) -> dict[s
     return kwargs
 
 
-def _alarm(client: ClientFactory, dep: Deployment, lid: str, props: dict[str, Any]) -> str:
+def _alarm(client: ClientFactory, dep: Deployment, lid: str, props: dict[str, Any]) -> str | None:
+    if dep.resources.get(lid):  # moto's CloudFormation created it (a model for the type is registered)
+        return None
     kwargs = alarm_parameters(dep.stack_name, lid, props)
     cloudwatch = client("cloudwatch")
     cloudwatch.put_metric_alarm(**kwargs)
