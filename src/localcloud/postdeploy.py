@@ -150,15 +150,15 @@ def alarm_parameters(stack_name: str, lid: str, props: dict[str, Any]) -> dict[s
 
 
 def _alarm(client: ClientFactory, dep: Deployment, lid: str, props: dict[str, Any]) -> str | None:
-    if dep.resources.get(lid):  # moto's CloudFormation created it (a model for the type is registered)
-        return None
-    kwargs = alarm_parameters(dep.stack_name, lid, props)
     cloudwatch = client("cloudwatch")
-    cloudwatch.put_metric_alarm(**kwargs)
+    created = dep.resources.get(lid)  # by moto's CloudFormation, when a model for the type is registered
+    name = created or alarm_parameters(dep.stack_name, lid, props)["AlarmName"]
+    if not created:
+        cloudwatch.put_metric_alarm(**alarm_parameters(dep.stack_name, lid, props))
     # AWS starts a new alarm in INSUFFICIENT_DATA (moto in OK); moto never evaluates it afterwards
     cloudwatch.set_alarm_state(
-        AlarmName=kwargs["AlarmName"],
+        AlarmName=name,
         StateValue="INSUFFICIENT_DATA",
         StateReason="Unchecked: Initial alarm creation (the local cloud does not evaluate alarms)",
     )
-    return str(kwargs["AlarmName"])
+    return None if created else str(name)
