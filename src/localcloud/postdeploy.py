@@ -159,6 +159,6 @@ def _alarm(client: ClientFactory, dep: Deployment, lid: str, props: dict[str, An
     cloudwatch.set_alarm_state(
         AlarmName=name,
         StateValue="INSUFFICIENT_DATA",
-        StateReason="Unchecked: Initial alarm creation (the local cloud does not evaluate alarms)",
+        StateReason="Unchecked: Initial alarm creation",
     )
     return None if created else str(name)

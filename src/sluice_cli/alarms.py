@@ -7,6 +7,7 @@ any was put) shows what an evaluation would look at.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -74,9 +75,14 @@ def alarm_table(states: list[AlarmState]) -> Table | str:
     """A table of the alarms, or :data:`NO_ALARMS`."""
     if not states:
         return NO_ALARMS
-    table = Table(title="CloudWatch alarms (local cloud: moto does not evaluate them)")
-    for name in ("alarm", "state", "reason", "metric", "latest datapoint"):
-        table.add_column(name)
+    counts = Counter(a.state for a in states)
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    table = Table(title=f"CloudWatch alarms: {summary} (the local cloud does not evaluate them)")
+    table.add_column("alarm", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("reason", max_width=40, overflow="ellipsis", no_wrap=True)
+    table.add_column("metric", no_wrap=True)
+    table.add_column("latest datapoint")
     colour = {"OK": "green", "ALARM": "red"}
     for a in states:
         style = colour.get(a.state, "yellow")
