@@ -7,6 +7,7 @@ any was put) shows what an evaluation would look at.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from typing import Any
 from rich.table import Table
 
 NO_ALARMS = "no alarms defined"
+_SUFFIX = re.compile(r"-[A-Z0-9]{12,13}$")
 LOOKBACK = timedelta(hours=3)
 
 
@@ -71,20 +73,29 @@ def alarm_states(cloudwatch: Any, now: datetime | None = None) -> list[AlarmStat
     return sorted(found, key=lambda a: a.name)
 
 
+def short_name(name: str) -> str:
+    """An alarm name without CloudFormation's random suffix (``stack-LogicalId-1A2B3C4D5E6F``)."""
+    return _SUFFIX.sub("", name)
+
+
 def alarm_table(states: list[AlarmState]) -> Table | str:
-    """A table of the alarms, or :data:`NO_ALARMS`."""
+    """A table of the alarms, or :data:`NO_ALARMS`; a reason every alarm shares goes to the title."""
     if not states:
         return NO_ALARMS
     counts = Counter(a.state for a in states)
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-    table = Table(title=f"CloudWatch alarms: {summary} (the local cloud does not evaluate them)")
+    reasons = {a.reason for a in states}
+    shared = f"; reason: {reasons.pop()}" if len(reasons) == 1 else ""
+    table = Table(title=f"CloudWatch alarms: {summary}{shared} (the local cloud does not evaluate them)")
     table.add_column("alarm", no_wrap=True)
     table.add_column("state", no_wrap=True)
-    table.add_column("reason", max_width=40, overflow="ellipsis", no_wrap=True)
+    if not shared:
+        table.add_column("reason", max_width=40, overflow="ellipsis", no_wrap=True)
     table.add_column("metric", no_wrap=True)
     table.add_column("latest datapoint")
     colour = {"OK": "green", "ALARM": "red"}
     for a in states:
         style = colour.get(a.state, "yellow")
-        table.add_row(a.name, f"[{style}]{a.state}[/]", a.reason, a.metric, a.latest)
+        cells = [short_name(a.name), f"[{style}]{a.state}[/]", *([] if shared else [a.reason]), a.metric, a.latest]
+        table.add_row(*cells)
     return table

@@ -12,7 +12,7 @@ from moto import mock_aws
 from rich.console import Console
 
 from localcloud.postdeploy import alarm_parameters
-from sluice_cli.alarms import NO_ALARMS, alarm_states, alarm_table
+from sluice_cli.alarms import NO_ALARMS, alarm_states, alarm_table, short_name
 
 
 @pytest.fixture
@@ -79,3 +79,8 @@ def test_alarms_show_state_reason_and_latest_datapoint(cloudwatch: Any) -> None:
     assert throttles.latest == "no datapoints"
     text = _rendered(alarm_table(states))
     assert "sluice-local-TransformErrorsAlarm" in text and errors.state in text and "Sum 2 at" in text
+
+
+def test_short_names_drop_cloudformation_suffixes() -> None:
+    assert short_name("sluice-local-TransformErrorsAlarm-N45ZZA983L0E") == "sluice-local-TransformErrorsAlarm"
+    assert short_name("throttles") == "throttles"
