@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from botocore.exceptions import ClientError
 from rich.table import Table
 
 NO_ALARMS = "no alarms defined"
@@ -32,22 +33,29 @@ class AlarmState:
 
 
 def _latest(cloudwatch: Any, alarm: dict[str, Any], now: datetime) -> str:
-    stat = alarm.get("Statistic")
-    if not alarm.get("MetricName") or not stat:  # metric math or an extended statistic: not looked up
+    stat, extended = alarm.get("Statistic"), alarm.get("ExtendedStatistic")
+    if not alarm.get("MetricName") or not (stat or extended):  # metric math: not looked up
         return "-"
-    points = cloudwatch.get_metric_statistics(
-        Namespace=alarm["Namespace"],
-        MetricName=alarm["MetricName"],
-        Dimensions=alarm.get("Dimensions", []),
-        StartTime=now - LOOKBACK,
-        EndTime=now + timedelta(minutes=1),
-        Period=int(alarm.get("Period", 60)),
-        Statistics=[stat],
-    )["Datapoints"]
+    kwargs: dict[str, Any] = {"Statistics": [stat]} if stat else {"ExtendedStatistics": [extended]}
+    try:
+        points = cloudwatch.get_metric_statistics(
+            Namespace=alarm["Namespace"],
+            MetricName=alarm["MetricName"],
+            Dimensions=alarm.get("Dimensions", []),
+            StartTime=now - LOOKBACK,
+            EndTime=now + timedelta(minutes=1),
+            Period=int(alarm.get("Period", 60)),
+            **kwargs,
+        )["Datapoints"]
+    except ClientError:  # a statistic the local cloud cannot compute
+        return "-"
     if not points:
         return "no datapoints"
     last = max(points, key=lambda p: p["Timestamp"])
-    return f"{stat} {last[stat]:g} at {last['Timestamp']:%H:%M} UTC (threshold {alarm.get('Threshold', '-'):g})"
+    value = last[stat] if stat else last.get("ExtendedStatistics", {}).get(extended)
+    if value is None:
+        return "-"
+    return f"{stat or extended} {value:g} at {last['Timestamp']:%H:%M} UTC (threshold {alarm.get('Threshold', 0):g})"
 
 
 def alarm_states(cloudwatch: Any, now: datetime | None = None) -> list[AlarmState]:
