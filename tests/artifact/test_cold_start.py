@@ -2,10 +2,11 @@
 
 Each import runs in a fresh ``python -S`` with exactly Lambda's search path (the built function
 dir, its layers' ``python/``, the runtime's boto3; see lambda_artifact.py), so it pays what a cold
-start pays: reading the bytecode of every module the handler pulls in. The budget holds the CPU
-time of the import (user + system, all threads): on an idle machine that is its wall time, and
-unlike wall time it does not grow when other processes share the CPUs (the wall time is printed
-beside it). Functions without the DataLayer must not load pyarrow, pandas or numpy at all.
+start pays: reading the bytecode of every module the handler pulls in. The budget holds the lesser
+of the import's wall time and its CPU time (user + system, all threads): on an idle machine they are
+the same for a single-threaded import, wall time grows when other processes share the CPUs, CPU
+time when the import starts threads (numpy's, pyarrow's), so the lesser is the idle wall time either
+way. Functions without the DataLayer must not load pyarrow, pandas or numpy at all.
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ def test_handler_import_within_budget(function_id: str, runtime_dir: Path, capsy
     wall = statistics.median(float(str(r["wall"])) for r in runs)
     with capsys.disabled():
         print(f"\n[cold start {function_id}] import median of {RUNS}: {cpu:.3f} s CPU, {wall:.3f} s wall", end="")
-    assert cpu < BUDGET_SECONDS, f"{function_id}: importing {spec.handler} takes {cpu:.3f} s of CPU (budget 0.5 s)"
+    took = min(cpu, wall)
+    assert took < BUDGET_SECONDS, f"{function_id}: importing {spec.handler} takes {took:.3f} s (budget 0.5 s)"
     if "DataLayer" not in spec.layers:
         loaded = sorted(set(DATA_LIBS) & set(runs[0]["modules"]))  # type: ignore[arg-type]
         assert not loaded, f"{function_id} has no DataLayer but its import loads {loaded}"
