@@ -111,3 +111,56 @@ def _sub(arg: Any, refs: Mapping[str, str], getatt: AttributeLookup) -> str:
         return _ref(name, refs)
 
     return _SUB_VAR.sub(replace, template)
+
+
+_NO_VALUE = {"Ref": "AWS::NoValue"}
+
+
+def evaluate_conditions(
+    conditions: Mapping[str, Any], refs: Mapping[str, str], getatt: AttributeLookup
+) -> dict[str, bool]:
+    """The template's ``Conditions`` as booleans (Fn::Equals, Fn::Not, Fn::And, Fn::Or, Condition)."""
+    done: dict[str, bool] = {}
+
+    def value(expr: Any, seen: tuple[str, ...]) -> bool:
+        if isinstance(expr, dict) and len(expr) == 1:
+            ((key, arg),) = expr.items()
+            if key == "Condition":
+                return named(str(arg), seen)
+            if key == "Fn::Equals":
+                left, right = (resolve(a, refs, getatt) for a in arg)
+                return str(left) == str(right)
+            if key == "Fn::Not":
+                return not value(arg[0], seen)
+            if key == "Fn::And":
+                return all(value(a, seen) for a in arg)
+            if key == "Fn::Or":
+                return any(value(a, seen) for a in arg)
+        raise UnresolvableError(f"condition {expr!r} is not supported here")
+
+    def named(name: str, seen: tuple[str, ...]) -> bool:
+        if name not in done:
+            if name not in conditions or name in seen:
+                raise UnresolvableError(f"Condition {name}: unknown or circular")
+            done[name] = value(conditions[name], (*seen, name))
+        return done[name]
+
+    for name in conditions:
+        named(name, ())
+    return done
+
+
+def apply_conditions(value: Any, conditions: Mapping[str, bool]) -> Any:
+    """`value` with every ``Fn::If`` replaced by its branch and ``Ref: AWS::NoValue`` dropped."""
+    if isinstance(value, list):
+        items = [apply_conditions(item, conditions) for item in value]
+        return [item for item in items if item != _NO_VALUE]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1 and "Fn::If" in value:
+        name, if_true, if_false = value["Fn::If"]
+        if name not in conditions:
+            raise UnresolvableError(f"Fn::If: unknown condition {name}")
+        return apply_conditions(if_true if conditions[name] else if_false, conditions)
+    out = {k: apply_conditions(v, conditions) for k, v in value.items()}
+    return {k: v for k, v in out.items() if v != _NO_VALUE}

@@ -130,8 +130,8 @@ def read_file_head(store: ObjectStore, source: SourceObject, size: int, contract
 
     """
     from sluice.csvsource import CsvFormat, CsvReader
+    from sluice.headers import check_header
     from sluice.textstream import Utf8Blocks
-    from sluice.transform import check_header
 
     where = describe(source)
     dialect = contract.dialect

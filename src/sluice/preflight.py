@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from sluice.compressed import SNIFF_BYTES, decompress_head, refuse_binary, sniff
 from sluice.contracts import Contract, resolve_dataset
 from sluice.errors import InputRejectedError
+from sluice.headers import check_header as check_header_cells
 from sluice.payloads import RunInput, SourceObject, ValidateResult
 from sluice.ports import ObjectStore
-from sluice.transform import check_header as check_header_cells
 
 SAMPLE_BYTES = 256 * 1024
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))

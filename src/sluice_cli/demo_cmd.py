@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.panel import Panel
 
 from sluice.contracts import load_contracts
+from sluice_cli.alarms import alarm_states, alarm_table
 from sluice_cli.connection import Connection, project_root
 from sluice_cli.display import make_console
 from sluice_cli.query_cmd import query, result_table
@@ -71,7 +72,7 @@ def wait_for_runs(conn: Connection, expected: int, timeout: float, console: Cons
 
 
 def run(args: argparse.Namespace) -> int:
-    """Drop the samples into S3, watch the state machine, show summaries, aggregates and a query."""
+    """Drop the samples into S3, watch the state machine, show summaries, aggregates, a query, the alarms."""
     from localcloud import LocalCloud
     from sluice.adapters.runs_table import DynamoRunTable
 
@@ -122,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         checks.expect(
             total == landed and total > 0, f"DuckDB sees {total} curated rows; run summaries say {landed}", console
         )
+        console.print(alarm_table(alarm_states(conn.client("cloudwatch"))))
     finally:
         cloud.stop()
     if checks.failures:

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "sluice_cli.query_cmd",
     "sluice_cli.aggregates_cmd",
     "sluice_cli.convert_cmd",
+    "sluice_cli.tune_cmd",
 )
 
 

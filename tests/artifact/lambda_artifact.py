@@ -212,6 +212,9 @@ def lambda_environment(function_logical_id: str, **overrides: str) -> dict[str, 
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",  # fake credentials: nothing leaves this machine
             "AWS_LAMBDA_FUNCTION_NAME": function_logical_id,
+            # /var/task on Lambda; libraries check it to know they run there (the X-Ray SDK then
+            # samples locally instead of building a botocore client for the daemon's rules)
+            "LAMBDA_TASK_ROOT": str(BUILD_DIR / function_logical_id),
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
             "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
             "POWERTOOLS_METRICS_DISABLED": "true",

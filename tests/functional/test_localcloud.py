@@ -58,6 +58,14 @@ def test_resources_come_from_the_template_including_what_moto_skips(cloud: Remot
     assert cloud.client("glue").get_database(Name="lc_60")["Database"]["Name"] == "lc_60"
     config = cloud.client("lambda").get_function_configuration(FunctionName=res["EchoFunction"])
     assert config["Environment"]["Variables"]["GREETING"] == "hello from lc-fixture"
+    # CloudWatch alarm: created after deploy through PutMetricAlarm, its dimension resolved
+    assert res["EchoErrorsAlarm"] == "lc-fixture-EchoErrorsAlarm"
+    (alarm,) = cloud.client("cloudwatch").describe_alarms(AlarmNames=[res["EchoErrorsAlarm"]])["MetricAlarms"]
+    assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": res["EchoFunction"]}]
+    assert (alarm["EvaluationPeriods"], alarm["Threshold"], alarm["StateValue"]) == (1, 0.0, "INSUFFICIENT_DATA")
+    assert alarm["AlarmActions"] == []  # Fn::If on a false condition: AWS::NoValue
+    assert "PagedAlarm" not in res  # a resource whose Condition is false
+    assert len(cloud.client("cloudwatch").describe_alarms()["MetricAlarms"]) == 1
 
 
 def test_invoke_runs_the_handler_with_the_deployed_environment_and_a_context(cloud: RemoteCloud) -> None:
