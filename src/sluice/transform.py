@@ -31,8 +31,8 @@ from sluice.partitioning import (
     LongPaths,
     PartitionedWriter,
     WriterOptions,
-    add_partitions,
     long_paths,
+    partition_paths,
     partition_type,
 )
 from sluice.quarantine import (
@@ -301,7 +301,8 @@ class _Run:
         self.options = options
         self.validator = Validator(contract, compact=bool(contract.partition))
         self.base_schema = contract_schema(contract)
-        self.partition_fields = [pa.field(p.name, partition_type(p, contract)[0]) for p in contract.partition]
+        for p in contract.partition:
+            partition_type(p, contract)  # raises when a transform does not fit its column
         self.hook: HookRunner | None = None
         if contract.transform:
             from sluice.hooks import HookRunner
@@ -351,7 +352,7 @@ class _Run:
                 for line, text in chunk.locate(kept[dropped].tolist()):
                     rejected.append(Rejected(line, "row.transform", None, None, reason, text))
                 kept = np.delete(kept, dropped)
-        table, paths = add_partitions(typed, self.contract) if typed.num_rows else (typed, None)
+        paths = partition_paths(typed, self.contract) if typed.num_rows else None
         long = long_paths(paths, self.contract, self.run_id) if isinstance(paths, pa.DictionaryArray) else None
         if long is not None and paths is not None:
             if kept is None:
@@ -360,7 +361,7 @@ class _Run:
             keep = np.ones(typed.num_rows, dtype=bool)
             keep[long.rows] = False
             mask = pa.array(keep)
-            typed, table, paths = typed.filter(mask), table.filter(mask), paths.filter(mask)
+            typed, paths = typed.filter(mask), paths.filter(mask)
         rejected.sort(key=lambda r: r.line)
         try:
             self.quarantine.add(rejected)
@@ -376,7 +377,7 @@ class _Run:
                 base = typed.select(self.base_schema.names)
                 for observe in self.observers:
                     observe(base)
-            self._writer(table.schema).write(table, paths)
+            self._writer(typed.schema).write(typed, paths)
         if self.after_chunk is not None:
             self.after_chunk()
 

@@ -8,16 +8,14 @@ from typing import Any
 from urllib.parse import urlparse
 
 import duckdb
-import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 from rich.table import Table
 
 from sluice.contracts import Contract, load_contracts
+from sluice.partitioning import partition_schema
 from sluice_cli.connection import REGION, Connection, project_root, running
 from sluice_cli.display import make_console
-
-_PARTITION_TYPES = {"date": pa.date32(), "month": pa.string(), "year": pa.int32(), "identity": pa.string()}
 
 
 def register(subparsers: Any) -> None:
@@ -46,8 +44,7 @@ def dataset_of(contract: Contract, bucket: str, fs: pafs.FileSystem) -> ds.Datas
     files = [f.path for f in fs.get_file_info(selector) if f.path.endswith(".parquet")]
     if not files:
         return None
-    fields = [pa.field(p.name, _PARTITION_TYPES[p.transform]) for p in contract.partition]
-    partitioning = ds.partitioning(pa.schema(fields), flavor="hive") if fields else None
+    partitioning = ds.partitioning(partition_schema(contract), flavor="hive") if contract.partition else None
     return ds.dataset(
         files,
         format="parquet",
