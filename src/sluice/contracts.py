@@ -160,12 +160,55 @@ class Column(_Model):
         return (int(m.group(1)), int(m.group(2))) if m else None
 
 
+DEFAULT_RANGES = {"date": ("1970-01-01", "NOW+1YEARS"), "month": ("1970-01", "NOW+1YEARS"), "year": ("1970", "2100")}
+
+
 class Partition(_Model):
     """A hive-style partition column derived from a contract column."""
 
     name: str
     source: str
     transform: Literal["identity", "date", "month", "year"] = "identity"
+    range: tuple[str, str] | None = Field(
+        None,
+        description="what the Glue projection of a date / month / year partition covers, [first, last]: "
+        "dates as 2015-01-01 (month 2015-01, year 2015) or relative (NOW, NOW-5YEARS, NOW+1YEARS); "
+        f"default {DEFAULT_RANGES}. A run with rows outside it warns (Athena would not see them)",
+    )
+
+    @field_validator("range", mode="before")
+    @classmethod
+    def _range_text(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return tuple(str(v) for v in value)
+        return value
+
+    @model_validator(mode="after")
+    def _range_fits(self) -> Partition:
+        if self.range is not None and self.transform == "identity":
+            raise ValueError(f"partition {self.name!r}: `range` is for date, month and year partitions")
+        if self.range is not None and self.transform == "year" and not all(_YEAR.match(v) for v in self.range):
+            raise ValueError(f"partition {self.name!r}: a year range is two integers, e.g. [1990, 2100]")
+        if self.range is not None and self.transform in ("date", "month"):
+            pattern = _DAY if self.transform == "date" else _MONTH
+            for v in self.range:
+                if not (pattern.match(v) or _RELATIVE.match(v)):
+                    raise ValueError(
+                        f"partition {self.name!r}: range bound {v!r} is neither "
+                        f"{'yyyy-MM-dd' if self.transform == 'date' else 'yyyy-MM'} nor NOW[+-]<n>YEARS|MONTHS|DAYS"
+                    )
+        return self
+
+    @property
+    def projection_range(self) -> tuple[str, str]:
+        """The range the Glue projection covers (``range``, or the default of the transform)."""
+        return self.range or DEFAULT_RANGES[self.transform]
+
+
+_YEAR = re.compile(r"^-?\d{1,9}$")
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_MONTH = re.compile(r"^\d{4}-\d{2}$")
+_RELATIVE = re.compile(r"^NOW(?:([+-])(\d+)(YEARS|MONTHS|WEEKS|DAYS))?$")
 
 
 class Measure(_Model):

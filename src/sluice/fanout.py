@@ -32,6 +32,7 @@ from typing import Any, BinaryIO, cast
 
 from sluice import layout
 from sluice.aggregates import combine_partials
+from sluice.catalog import unprojected
 from sluice.contracts import Contract
 from sluice.errors import SluiceError
 from sluice.manifest import OutputRef, RunManifest
@@ -459,6 +460,7 @@ def merge_run(
         partials_uri = store.put_json(work_bucket, layout.partials_key(run_id), records)
     with_rows = [p for p in parts if p["rows_out"]] or parts
     duration_ms = int((datetime.now(UTC) - planned).total_seconds() * 1000)
+    rows_unprojected, warnings = unprojected(contract, ((o.partition, o.rows) for o in outputs))
     manifest = RunManifest(
         run_id=run_id,
         dataset=contract.dataset,
@@ -482,6 +484,8 @@ def merge_run(
             "range_bytes": plan["range_bytes"],
             "duration_ms": duration_ms,
         },
+        rows_unprojected=rows_unprojected,
+        warnings=tuple(warnings),
     )
     uri = store.put_json(work_bucket, layout.manifest_key(run_id), manifest.to_json())
     _delete_parts(store, work_bucket, run_id)

@@ -249,7 +249,8 @@ def _bound(col: Column, raw: Decimal | str, upper: bool) -> Any:
         raise ContractError(f"column {col.name!r}: {'max' if upper else 'min'} {raw!r} does not fit type {t}") from exc
 
 
-def _value_set(col: Column, to: pa.DataType) -> pa.Array:
+def in_values(col: Column, to: pa.DataType) -> pa.Array:
+    """The column's ``in`` values as an array of its Arrow type `to`."""
     assert col.in_ is not None
     values = list(col.in_)
     try:
@@ -718,7 +719,7 @@ class Validator:
             hi = pa.scalar(_bound(col, col.max, True), to)
             add("max", f"is above the maximum {col.max}", lambda typed, _v: pc.greater(typed, hi))
         if col.in_ is not None:
-            allowed = _value_set(col, to)
+            allowed = in_values(col, to)
             shown = ", ".join(_yaml_text(v) for v in col.in_[:20]) + (", ..." if len(col.in_) > 20 else "")
             add(
                 "in",

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from sluice.catalog import unprojected
 from sluice.contracts import Contract, load_contract
 from sluice.errors import RejectThresholdError, SluiceError
 from sluice.infer import InferOptions, infer_contract
@@ -207,6 +208,9 @@ def _convert_file(args: argparse.Namespace, known: dict[str, Any], kept: list[st
     for o, placed in zip(summary["outputs"], landed.outputs, strict=True):
         o["path"] = placed.uri
     quarantine = [p for p in (landed.rejected, landed.report) if p is not None]
+    rows_unprojected, warnings = unprojected(contract, ((o.partition, o.rows) for o in landed.outputs))
+    if warnings:
+        summary |= {"rows_unprojected": rows_unprojected, "warnings": warnings}
     return {**summary, "output_files": [o.uri for o in landed.outputs], "quarantine_files": quarantine}
 
 
