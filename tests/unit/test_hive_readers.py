@@ -1,13 +1,17 @@
 """Every partition layout, written by the real engine, read back as a dataset directory by each reader.
 
 DuckDB (``hive_partitioning`` with the contract's types), pyarrow.dataset, pandas.read_parquet(dir)
-and pyarrow's ``read_table(dir)`` must all give back the source rows, partition columns included.
-polars is not in the lock and PySpark cannot be installed offline here (see docs/querying.md).
+and pyarrow's ``read_table(dir)`` must all give back the source rows, partition columns included;
+so must PySpark when ``make spark-venv`` installed it (it is not in the dev lock: ~450 MB). polars
+is not in the lock, so it is not tested.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import subprocess
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +25,7 @@ import pytest
 from sluice.catalog import hive_type
 from sluice.contracts import Contract
 from sluice.partitioning import partition_schema, partition_type
+from tests.unit.conftest import REPO, build_contract, convert_bytes
 
 N = 24
 TEXTS = ["DE", "café", "a/b", "x=y", "sp ace", "007", "100%", "日本", None]
@@ -98,8 +103,6 @@ def _expected(layout: str) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module", params=sorted(LAYOUTS))
 def written(request: Any, tmp_path_factory: Any) -> tuple[str, Contract, Any]:
-    from tests.unit.conftest import build_contract, convert_bytes
-
     layout = request.param
     contract = build_contract(COLUMNS, partition=LAYOUTS[layout][0])
     out = convert_bytes(_csv(_source()), contract, tmp_path_factory.mktemp(layout), block_size=512)
@@ -170,3 +173,58 @@ def test_pyarrow_read_table_and_pandas_read_the_directory_as_is(written):
     read = pq.read_table(root, partitioning=ds.partitioning(partition_schema(contract), flavor="hive"))
     typed = _typed(read, contract).to_pandas()
     _check(layout, typed.astype(object).to_dict("records"))
+
+
+SPARK_PYTHON = REPO / ".spark-venv" / "bin" / "python"
+_SPARK_READ = """
+import json, sys
+from pyspark.sql import SparkSession
+spark = (SparkSession.builder.master("local[1]").config("spark.sql.session.timeZone", "UTC")
+         .config("spark.ui.enabled", "false").getOrCreate())
+out = {}
+for layout, root, ddl in json.loads(sys.argv[1]):
+    rows = spark.read.schema(ddl).parquet(root).collect()
+    out[layout] = [{k: (None if v is None else v.isoformat() if hasattr(v, "isoformat") else str(v))
+                    for k, v in r.asDict().items()} for r in rows]
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(
+    not SPARK_PYTHON.exists(), reason="PySpark lives in .spark-venv: `make spark-venv` (needs Java 17+)"
+)
+def test_spark_reads_every_layout(tmp_path):
+    """Spark (its Hive-style partition discovery, with the contract's types) gives back the source rows."""
+    jobs, contracts = [], {}
+    for layout in sorted(LAYOUTS):
+        contract = build_contract(COLUMNS, partition=LAYOUTS[layout][0])
+        out = convert_bytes(_csv(_source()), contract, tmp_path / layout, block_size=512)
+        columns = [(c.name, c.type) for c in contract.columns]
+        columns += [(p.name, partition_type(p, contract)[1]) for p in contract.partition]
+        ddl = ", ".join(f"`{name}` {hive_type(t)}" for name, t in columns)
+        jobs.append((layout, str(out.staging / contract.dataset), ddl))
+        contracts[layout] = contract
+    done = subprocess.run(
+        [str(SPARK_PYTHON), "-c", _SPARK_READ, json.dumps(jobs)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env={**os.environ, "PYSPARK_PYTHON": str(SPARK_PYTHON)},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+
+    def text(value: Any) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, bool):
+            return str(value).lower()
+        if isinstance(value, dt.datetime):
+            return value.replace(tzinfo=None).isoformat()
+        return value.isoformat() if isinstance(value, dt.date) else str(value)
+
+    for layout in sorted(LAYOUTS):
+        expected = [{k: text(v) for k, v in r.items()} for r in _expected(layout)]
+        spark_rows = [{k: (v.lower() if v in ("True", "False") else v) for k, v in r.items()} for r in got[layout]]
+        assert sorted(spark_rows, key=lambda r: int(r["n"])) == expected, layout
