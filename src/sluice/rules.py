@@ -206,6 +206,14 @@ def _with_nulls(raw: pa.Array, rows: np.ndarray) -> pa.Array:
     )
 
 
+def column_nulls(col: Column, null_values: Sequence[str]) -> tuple[str, ...]:
+    """The null tokens of `col`: the dialect's, less any text its ``in`` list allows (``in: [NA, EU]`` keeps NA)."""
+    if col.in_ is None:
+        return tuple(null_values)
+    allowed = {v for v in col.in_ if isinstance(v, str)}
+    return tuple(t for t in null_values if t not in allowed)
+
+
 def apply_nulls(raw: pa.Array, null_values: Sequence[str]) -> pa.Array:
     """`raw` with the null tokens turned into nulls."""
     if not null_values or len(raw) == 0:
@@ -688,16 +696,17 @@ class Validator:
         self._compact = compact
         self._seen = {c.name: SeenValues() for c in contract.columns if c.unique}
         self._key_makers = {c.name: KeyMaker() for c in contract.columns if c.unique}
+        self._nulls = {c.name: column_nulls(c, self._dialect.null_values) for c in contract.columns}
         self._indirect: set[str] = set()
         self._checks: list[tuple[Column, list[tuple[_Check, Mask]]]] = [
             (c, self._column_checks(c)) for c in contract.columns
         ]
-        tokens = pa.array(list(self._dialect.null_values), pa.string())
         self._direct = {
             c.name
             for c in contract.columns
             if _casts_directly(c, self._dialect)
-            if parse_values(tokens, c.type, self._dialect).null_count == len(tokens)
+            if parse_values(pa.array(self._nulls[c.name], pa.string()), c.type, self._dialect).null_count
+            == len(self._nulls[c.name])
         }
 
     @property
@@ -798,7 +807,7 @@ class Validator:
             # a failed cast costs as much as a good one: once a column has held a null token or a
             # bad value, go straight to the null-aware path for the rest of the file
             self._indirect.add(col.name)
-        value = apply_nulls(raw, self._dialect.null_values)
+        value = apply_nulls(raw, self._nulls[col.name])
         return value, parse_values(value, col.type, self._dialect, col.format)
 
     def _duplicates(self, name: str, keys: _Keys, alive: np.ndarray) -> np.ndarray:
