@@ -290,6 +290,20 @@ class Limits(_Model):
         return parse_size(self.max_quarantine_bytes)
 
 
+class Drift(_Model):
+    """How a file's header may differ from the contract's columns (its order never matters: names match)."""
+
+    case_insensitive: bool = Field(False, description="match header names ignoring case (`Amount` is `amount`)")
+    extra_columns: Literal["reject", "drop", "keep"] = Field(
+        "reject",
+        description="columns the contract does not name: reject the file, drop them, or keep them as string "
+        "columns after the contract's (named as in the header; not in the Glue table)",
+    )
+    missing_columns: Literal["reject", "null"] = Field(
+        "reject", description="optional columns absent from the header: reject the file, or load them as NULL"
+    )
+
+
 class Contract(_Model):
     """A dataset contract, loaded from ``contracts/<dataset>.yaml``."""
 
@@ -303,6 +317,7 @@ class Contract(_Model):
     max_reject_ratio: float = Field(1.0, ge=0.0, le=1.0)
     aggregates: Aggregates | None = None
     limits: Limits = Limits()
+    drift: Drift = Drift()
     transform: str | None = Field(None, description="optional per-batch pandas hook `module:function`")
 
     @model_validator(mode="after")

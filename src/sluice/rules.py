@@ -216,7 +216,7 @@ def column_nulls(col: Column, null_values: Sequence[str]) -> tuple[str, ...]:
 
 def apply_nulls(raw: pa.Array, null_values: Sequence[str]) -> pa.Array:
     """`raw` with the null tokens turned into nulls."""
-    if not null_values or len(raw) == 0:
+    if not null_values or len(raw) == raw.null_count:  # empty, or all null (a column the file lacks)
         return raw
     sizes = [len(v.encode("utf-8")) for v in null_values]
     bounds = pc.min_max(pc.binary_length(raw)).as_py()
@@ -701,12 +701,12 @@ class Validator:
         self._checks: list[tuple[Column, list[tuple[_Check, Mask]]]] = [
             (c, self._column_checks(c)) for c in contract.columns
         ]
+        tokens = pa.array(list(self._dialect.null_values), pa.string())
         self._direct = {
             c.name
             for c in contract.columns
             if _casts_directly(c, self._dialect)
-            if parse_values(pa.array(self._nulls[c.name], pa.string()), c.type, self._dialect).null_count
-            == len(self._nulls[c.name])
+            if parse_values(tokens, c.type, self._dialect).null_count == len(tokens)
         }
 
     @property

@@ -7,7 +7,6 @@ up either in a Parquet file or in the quarantine (``rows_in == rows_out + rows_r
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -24,6 +23,7 @@ import pyarrow as pa
 from sluice.compressed import RATIO_SLACK, open_source
 from sluice.contracts import Contract
 from sluice.csvsource import Chunk, CsvFormat, CsvReader, Piece, count_line_breaks
+from sluice.drift import HeaderPlan, plan_header, same_header
 from sluice.errors import InputRejectedError, RejectThresholdError
 from sluice.partitioning import (
     MAX_KEY_BYTES,
@@ -217,46 +217,16 @@ def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def _printable_name(name: str) -> str:
-    return json.dumps(name.strip(), ensure_ascii=False)
-
-
-def check_header(found: Sequence[str], contract: Contract, source_name: str) -> None:
-    """Compare the file's header with the contract's columns (names trimmed, order significant).
+def check_header(found: Sequence[str], contract: Contract, source_name: str) -> HeaderPlan:
+    """Match the file's header with the contract's columns by name (:func:`sluice.drift.plan_header`).
 
     Raises
     ------
     InputRejectedError
-        The message lists missing, unexpected and misordered columns.
+        The message lists missing, unexpected and repeated columns.
 
     """
-    got = [c.strip() for c in found]
-    want = [c.header_name.strip() for c in contract.columns]
-    if got == want:
-        return
-    missing = [w for w in want if w not in got]
-    unexpected = [g for g in got if g not in want]
-    problems = []
-    if missing:
-        problems.append("missing " + ", ".join(map(_printable_name, missing)))
-    if unexpected:
-        problems.append("unexpected " + ", ".join(map(_printable_name, unexpected)))
-    if not missing and not unexpected:
-        if len(got) != len(want):
-            problems.append(f"{len(got)} columns where the contract has {len(want)} (repeated names)")
-        else:
-            wrong = [
-                f"column {i + 1} is {_printable_name(g)}, expected {_printable_name(w)}"
-                for i, (g, w) in enumerate(zip(got, want, strict=True))
-                if g != w
-            ]
-            problems.append("misordered: " + "; ".join(wrong[:10]))
-    raise InputRejectedError(
-        f"{source_name} line {contract.dialect.skip_rows + 1}: the header does not match contract {contract.label} "
-        f"(rule file.header): "
-        f"{'; '.join(problems)}. Expected {len(want)} columns: {', '.join(map(_printable_name, want))}. "
-        f"Fix the file, or the contract (columns[].source maps a header name to a column)"
-    )
+    return plan_header(found, contract, source_name)
 
 
 class _Stopped(Exception):
@@ -301,6 +271,7 @@ class _Run:
         self.options = options
         self.validator = Validator(contract, compact=bool(contract.partition))
         self.base_schema = contract_schema(contract)
+        self.header = same_header(contract)
         for p in contract.partition:
             partition_type(p, contract)  # raises when a transform does not fit its column
         self.hook: HookRunner | None = None
@@ -323,16 +294,23 @@ class _Run:
         self.more_rows: Callable[[], int | None] = lambda: None  # most rows that may still follow
         self.ahead = 0  # bytes of pieces cut but not finished yet (their rows are not in rows_in)
 
+    def adopt(self, header: HeaderPlan) -> None:
+        """Read the file's columns as `header` says (by name; kept extra columns join the run's contract)."""
+        self.header = header
+        if header.contract is not self.contract:
+            self.contract = header.contract
+            self.validator = Validator(header.contract, compact=bool(header.contract.partition))
+
     def check(self, chunk: Chunk) -> Checked:
         """The stateless part of a chunk's work (any thread, any order)."""
-        return self.validator.check(chunk.table)
+        return self.validator.check(self.header.shape(chunk.table))
 
     def process(self, chunk: Chunk, checked: Checked | None = None) -> None:
         """The rest, in file order: ``unique``, quarantine, hook, observers, writing."""
         self.rows_in += chunk.records
         self.blank_lines += chunk.blank_lines
         rejected = [Rejected(b.line, b.rule, b.column, b.value, b.reason, b.text) for b in chunk.bad]
-        typed, rejects = self.validator.finish(checked if checked is not None else self.validator.check(chunk.table))
+        typed, rejects = self.validator.finish(checked if checked is not None else self.check(chunk))
         if len(rejects):
             for (line, text), rule, col, value, reason in zip(
                 chunk.locate(rejects.rows.tolist()),
@@ -442,7 +420,7 @@ def _process_in_parallel(reader: CsvReader, run: _Run, threads: int, block_size:
     of it and the pieces cut after it go back to the reader, and the file is finished one
     chunk at a time (:func:`_process_in_order`), which is what one thread would have done.
     """
-    names = run.contract.column_names
+    names = run.header.parse_names
     pool = pa.default_memory_pool()
 
     def work(piece: Piece) -> tuple[Chunk, int, Checked]:
@@ -496,7 +474,7 @@ def _process_in_parallel(reader: CsvReader, run: _Run, threads: int, block_size:
 def _process_in_order(reader: CsvReader, run: _Run) -> None:
     """Parse, check and finish the rest of the stream one chunk at a time."""
     pool = pa.default_memory_pool()
-    for chunk in reader.chunks(run.contract.column_names):
+    for chunk in reader.chunks(run.header.parse_names):
         run.process(chunk)
         del chunk
         pool.release_unused()  # hand freed chunk memory back to the OS: keeps RSS flat
@@ -505,10 +483,11 @@ def _process_in_order(reader: CsvReader, run: _Run) -> None:
 def _read(reader: CsvReader, run: _Run, opts: ConvertOptions) -> None:
     """Check the header (a whole file) and process every record of the stream."""
     contract = run.contract
+    cells: Sequence[str] | None = opts.header or None
     if opts.header is None:
         cells = reader.read_header(skip_lines=contract.dialect.skip_rows, header=contract.dialect.header)
-        if cells is not None:
-            check_header(cells, contract, run.source_name)
+    if cells is not None:
+        run.adopt(check_header(cells, contract, run.source_name))
     if opts.thread_count > 1:
         _process_in_parallel(reader, run, opts.thread_count, opts.block_size)
     else:
