@@ -97,3 +97,44 @@ def test_a_bad_query_or_folder_is_one_line(landed, capsys, tmp_path):
     assert "query failed" in capsys.readouterr().err
     assert main(["query", "--from", str(tmp_path / "none"), "--contracts", str(contracts), "select 1"]) == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_an_s3_uri_is_read_like_a_folder(landed, capsys, monkeypatch):
+    """`--from s3://bucket/prefix` (here a local moto server; AWS_ENDPOINT_URL is honoured)."""
+    import socket
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    capsys.readouterr()  # the server's start-up line
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        for k, v in {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }.items():
+            monkeypatch.setenv(k, v)
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        s3.create_bucket(Bucket="curated")
+        out, contracts = landed
+        for f in (out / "sales").rglob("*.parquet"):
+            s3.upload_file(str(f), "curated", f"exports/{f.relative_to(out).as_posix()}")
+        rows = _json_from(capsys, "s3://curated/exports", contracts, "select id, y, coupon from sales order by id")
+        assert rows == [{"id": 1, "y": 2025, "coupon": None}, {"id": 3, "y": 2026, "coupon": "X1"}]
+    finally:
+        server.stop()
+
+
+def _json_from(capsys, source: str, contracts: Path, sql: str) -> list[dict[str, Any]]:
+    assert main(["query", "--from", source, "--contracts", str(contracts), "--format", "json", sql]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.lstrip().startswith("["), (captured.out[:500], captured.err[:500])
+    result: list[dict[str, Any]] = json.loads(captured.out)
+    return result
