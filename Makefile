@@ -36,6 +36,8 @@ SAM := $(SAM_VENV)/bin/sam
 VENV_STAMP := $(VENV)/.installed
 SAM_STAMP := $(SAM_VENV)/.installed
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+SPARK_VENV := .spark-venv
+SPARK_STAMP := $(SPARK_VENV)/.installed
 PIP := -m pip install --quiet --disable-pip-version-check
 T := tools/timed
 
@@ -48,7 +50,7 @@ UV_VERSION := 0.13.8
 UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --python-version 3.13 --python-platform x86_64-manylinux_2_28 \
   --generate-hashes --custom-compile-command "make lock" $(UV_FLAGS)
 
-.PHONY: help venv sam-venv checkov-venv demo lint checkov format build pytest test lock lock-upgrade clean
+.PHONY: help venv sam-venv checkov-venv spark-venv demo lint checkov format build pytest test lock lock-upgrade clean
 
 help:
 	@sed -n '1,7p' Makefile | sed 's/^# \{0,1\}//'
@@ -77,6 +79,15 @@ checkov-venv: $(CHECKOV_STAMP)
 $(CHECKOV_STAMP): requirements/checkov.txt
 	[[ -x $(CHECKOV_VENV)/bin/python ]] || $(BASE_PYTHON) -m venv $(CHECKOV_VENV)
 	$(T) checkov-install $(CHECKOV_VENV)/bin/python $(PIP) -r requirements/checkov.txt
+	touch $@
+
+# Optional: PySpark (about 450 MB, needs Java 17+) for tests/unit/test_hive_readers.py's Spark reader,
+# in its own venv so that .venv stays small; the test skips without it.
+spark-venv: $(SPARK_STAMP)
+
+$(SPARK_STAMP): requirements/spark.txt
+	[[ -x $(SPARK_VENV)/bin/python ]] || $(BASE_PYTHON) -m venv $(SPARK_VENV)
+	$(T) spark-install $(SPARK_VENV)/bin/python $(PIP) -r requirements/spark.txt
 	touch $@
 
 demo: venv

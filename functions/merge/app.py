@@ -34,6 +34,9 @@ def handler(event: PlanResult, context: LambdaContext) -> TransformResult:
     metrics.add_dimension(name="dataset", value=contract.dataset)
     metrics.add_metric("RowsIn", MetricUnit.Count, result["rows_in"])
     metrics.add_metric("RowsRejected", MetricUnit.Count, result["rows_rejected"])
+    if result.get("warnings"):  # rows Athena's partition projection would not see
+        metrics.add_metric("RowsOutsideProjection", MetricUnit.Count, result.get("rows_unprojected", 0))
+        logger.warning("rows outside the partition projection", warnings=result["warnings"])
     metrics.add_metric("FanoutRanges", MetricUnit.Count, event["plan"]["ranges"])
     logger.info(
         "merged",

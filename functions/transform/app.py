@@ -78,6 +78,9 @@ def handler(event: ValidateResult | RangeTask, context: LambdaContext) -> Transf
     )
     metrics.add_metric("RowsIn", MetricUnit.Count, result["rows_in"])
     metrics.add_metric("RowsRejected", MetricUnit.Count, result["rows_rejected"])
+    if result.get("warnings"):  # rows Athena's partition projection would not see
+        metrics.add_metric("RowsOutsideProjection", MetricUnit.Count, result.get("rows_unprojected", 0))
+        logger.warning("rows outside the partition projection", warnings=result["warnings"])
     logger.info(
         "transformed",
         rows_in=result["rows_in"],

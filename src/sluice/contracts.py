@@ -6,9 +6,10 @@ A contract is data (``contracts/<dataset>.yaml``) validated by the pydantic mode
 
 from __future__ import annotations
 
+import datetime as dt
 import fnmatch
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
@@ -132,6 +133,12 @@ class Column(_Model):
             return f"decimal({int(m.group(1))},{int(m.group(2))})"
         raise ValueError(f"unknown type {value!r}; use one of {', '.join(SIMPLE_TYPES)} or decimal(p,s)")
 
+    @field_validator("min", "max", mode="before")
+    @classmethod
+    def _dates_as_text(cls, value: Any) -> Any:
+        """YAML reads an unquoted 2024-01-01 as a date: keep it as its ISO text."""
+        return value.isoformat() if isinstance(value, dt.date) else value
+
     @field_validator("pattern")
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
@@ -160,12 +167,55 @@ class Column(_Model):
         return (int(m.group(1)), int(m.group(2))) if m else None
 
 
+DEFAULT_RANGES = {"date": ("1970-01-01", "NOW+1YEARS"), "month": ("1970-01", "NOW+1YEARS"), "year": ("1970", "2100")}
+
+
 class Partition(_Model):
     """A hive-style partition column derived from a contract column."""
 
     name: str
     source: str
     transform: Literal["identity", "date", "month", "year"] = "identity"
+    range: tuple[str, str] | None = Field(
+        None,
+        description="what the Glue projection of a date / month / year partition covers, [first, last]: "
+        "dates as 2015-01-01 (month 2015-01, year 2015) or relative (NOW, NOW-5YEARS, NOW+1YEARS); "
+        f"default {DEFAULT_RANGES}. A run with rows outside it warns (Athena would not see them)",
+    )
+
+    @field_validator("range", mode="before")
+    @classmethod
+    def _range_text(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return tuple(str(v) for v in value)
+        return value
+
+    @model_validator(mode="after")
+    def _range_fits(self) -> Partition:
+        if self.range is not None and self.transform == "identity":
+            raise ValueError(f"partition {self.name!r}: `range` is for date, month and year partitions")
+        if self.range is not None and self.transform == "year" and not all(_YEAR.match(v) for v in self.range):
+            raise ValueError(f"partition {self.name!r}: a year range is two integers, e.g. [1990, 2100]")
+        if self.range is not None and self.transform in ("date", "month"):
+            pattern = _DAY if self.transform == "date" else _MONTH
+            for v in self.range:
+                if not (pattern.match(v) or _RELATIVE.match(v)):
+                    raise ValueError(
+                        f"partition {self.name!r}: range bound {v!r} is neither "
+                        f"{'yyyy-MM-dd' if self.transform == 'date' else 'yyyy-MM'} nor NOW[+-]<n>YEARS|MONTHS|DAYS"
+                    )
+        return self
+
+    @property
+    def projection_range(self) -> tuple[str, str]:
+        """The range the Glue projection covers (``range``, or the default of the transform)."""
+        return self.range or DEFAULT_RANGES[self.transform]
+
+
+_YEAR = re.compile(r"^-?\d{1,9}$")
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_MONTH = re.compile(r"^\d{4}-\d{2}$")
+_RELATIVE = re.compile(r"^NOW(?:([+-])(\d+)(YEARS|MONTHS|WEEKS|DAYS))?$")
 
 
 class Measure(_Model):
@@ -252,6 +302,20 @@ class Retention(_Model):
     quarantine_days: int | None = Field(None, ge=1, description="rejected rows and reports are deleted after this")
 
 
+class Drift(_Model):
+    """How a file's header may differ from the contract's columns (its order never matters: names match)."""
+
+    case_insensitive: bool = Field(False, description="match header names ignoring case (`Amount` is `amount`)")
+    extra_columns: Literal["reject", "drop", "keep"] = Field(
+        "reject",
+        description="columns the contract does not name: reject the file, drop them, or keep them as string "
+        "columns after the contract's (named as in the header; not in the Glue table)",
+    )
+    missing_columns: Literal["reject", "null"] = Field(
+        "reject", description="optional columns absent from the header: reject the file, or load them as NULL"
+    )
+
+
 class Contract(_Model):
     """A dataset contract, loaded from ``contracts/<dataset>.yaml``."""
 
@@ -265,6 +329,7 @@ class Contract(_Model):
     max_reject_ratio: float = Field(1.0, ge=0.0, le=1.0)
     aggregates: Aggregates | None = None
     limits: Limits = Limits()
+    drift: Drift = Drift()
     transform: str | None = Field(None, description="optional per-batch pandas hook `module:function`")
     retention: Retention = Retention()
 
@@ -306,8 +371,86 @@ class Contract(_Model):
         return f"{self.dataset} v{self.version}"
 
 
-def parse_contract(data: Any, origin: str = "<contract>") -> Contract:
-    """Validate raw contract data.
+Locate = Callable[[tuple[Any, ...]], tuple[int, str] | None]  # a path in the data -> (line, source text)
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
+
+
+def _kind(value: Any) -> str:
+    """What YAML made of a value, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, dt.datetime):
+        return "a timestamp"
+    if isinstance(value, dt.date):
+        return "a date"
+    if isinstance(value, (int, float, Decimal)):
+        return "a number"
+    return "text"
+
+
+def _fits(column_type: str, value: Any) -> bool:
+    """Whether a rule value, as YAML read it, is a value of `column_type` (no silent conversion)."""
+    text = value.strip() if isinstance(value, str) else None
+    is_date = isinstance(value, dt.date) and not isinstance(value, dt.datetime)
+    # a Decimal comes from a contract built in code (a loaded contract's own model_dump), not from YAML
+    number = isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)
+    integral = isinstance(value, int) or (isinstance(value, Decimal) and value == value.to_integral_value())
+    checks: dict[str, bool] = {
+        "string": text is not None,
+        "int64": number and integral,
+        "float64": number,
+        "bool": isinstance(value, bool),
+        "date": is_date or (text is not None and bool(_ISO_DATE.match(text))),
+        "timestamp": isinstance(value, dt.date) or text is not None,
+        "decimal": number or (text is not None and bool(_NUMBER.match(text))),
+    }
+    return checks["decimal" if column_type.startswith("decimal") else column_type]
+
+
+def _rule_value_problems(data: Any, locate: Locate | None) -> list[str]:
+    """Values of ``in``, ``min``, ``max`` that are not of their column's type, each with its line and fix.
+
+    YAML 1.1 reads an unquoted ``NO`` (Norway) as false, ``1.10`` as the number 1.1, ``2024-01-01``
+    as a date: in a text column such a value would never match, so the contract is refused.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("columns"), list):
+        return []
+    problems = []
+    for i, col in enumerate(data["columns"]):
+        if not isinstance(col, dict) or not isinstance(col.get("type", "string"), str):
+            continue
+        column_type = str(col.get("type", "string")).strip().lower().replace(" ", "")
+        name = col.get("name")
+        places: list[tuple[tuple[Any, ...], Any]] = [((i, rule), col[rule]) for rule in ("min", "max") if rule in col]
+        if isinstance(col.get("in"), list):
+            places += [((i, "in", j), v) for j, v in enumerate(col["in"])]
+        for path, value in places:
+            if value is None and path[1] != "in":
+                continue
+            if _fits(column_type, value):
+                continue
+            where = locate(("columns", *path)) if locate else None
+            line, text = where if where else (None, str(value))
+            rule = path[1]
+            if column_type == "string":
+                fix = f'quote it: "{text}"'
+            elif column_type == "bool":
+                fix = "write true or false"
+            else:
+                fix = f"write it as {column_type} (numbers unquoted, dates as yyyy-mm-dd)"
+            at = f"line {line}: " if line else ""
+            problems.append(
+                f"{at}column {name!r} ({column_type}): `{rule}` value {text} was read as {_kind(value)}, "
+                f"not of type {column_type}; {fix}"
+            )
+    return problems
+
+
+def parse_contract(data: Any, origin: str = "<contract>", locate: Locate | None = None) -> Contract:
+    """Validate raw contract data (`locate`: where a value is in the YAML, for messages).
 
     Raises
     ------
@@ -315,6 +458,9 @@ def parse_contract(data: Any, origin: str = "<contract>") -> Contract:
         The data is not a valid contract; the message lists every problem.
 
     """
+    typed = _rule_value_problems(data, locate)
+    if typed:
+        raise ContractError(f"{origin}: invalid contract: " + "; ".join(typed))
     try:
         return Contract.model_validate(data)
     except ValidationError as exc:
@@ -322,14 +468,38 @@ def parse_contract(data: Any, origin: str = "<contract>") -> Contract:
         raise ContractError(f"{origin}: invalid contract: {problems}") from exc
 
 
+def _locator(text: str) -> Locate:
+    """Find the line (1-based) and source text of a value of YAML document `text` by its path."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        root = None
+
+    def locate(path: tuple[Any, ...]) -> tuple[int, str] | None:
+        node = root
+        for step in path:
+            if isinstance(node, yaml.MappingNode):
+                node = next((v for k, v in node.value if getattr(k, "value", None) == step), None)
+            elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
+                node = node.value[step]
+            else:
+                return None
+        if not isinstance(node, yaml.ScalarNode):
+            return None
+        return node.start_mark.line + 1, node.value
+
+    return locate
+
+
 def load_contract(path: str | Path) -> Contract:
     """Load and validate one contract file."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
     except (OSError, yaml.YAMLError) as exc:
         raise ContractError(f"{path}: cannot read contract: {exc}") from exc
-    return parse_contract(data, str(path))
+    return parse_contract(data, str(path), _locator(text))
 
 
 def load_contracts(directory: str | Path) -> tuple[Contract, ...]:

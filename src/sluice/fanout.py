@@ -459,6 +459,9 @@ def merge_run(
         partials_uri = store.put_json(work_bucket, layout.partials_key(run_id), records)
     with_rows = [p for p in parts if p["rows_out"]] or parts
     duration_ms = int((datetime.now(UTC) - planned).total_seconds() * 1000)
+    from sluice.catalog import unprojected  # the engine's partition types (pyarrow): Merge imports light
+
+    rows_unprojected, warnings = unprojected(contract, ((o.partition, o.rows) for o in outputs))
     manifest = RunManifest(
         run_id=run_id,
         dataset=contract.dataset,
@@ -482,6 +485,8 @@ def merge_run(
             "range_bytes": plan["range_bytes"],
             "duration_ms": duration_ms,
         },
+        rows_unprojected=rows_unprojected,
+        warnings=tuple(warnings),
     )
     uri = store.put_json(work_bucket, layout.manifest_key(run_id), manifest.to_json())
     _delete_parts(store, work_bucket, run_id)

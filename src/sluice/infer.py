@@ -241,13 +241,39 @@ def _column_type(values: Sequence[str], dialect: Dialect, extra_nulls: set[str])
     for candidate in ("float64", "date", "timestamp"):
         parsed = parse_values(present, candidate, dialect)
         if parsed.null_count == 0:
-            return _Typed(candidate)
+            return _money(texts, dialect) or _Typed(candidate)
     if any(ch.isdigit() for ch in next(iter(texts))):
         for kind, layouts in (("date", DATE_CANDIDATES), ("timestamp", TIMESTAMP_CANDIDATES)):
             found = _date_layout(present, kind, layouts, dialect)
             if found is not None:
                 return found
     return _Typed("string")
+
+
+MONEY_SCALES = (2, 3, 4)  # digits after the point of amounts: cents, mills, basis points
+
+
+def _money(texts: set[str], dialect: Dialect) -> _Typed | None:
+    """``decimal(p,s)`` for numbers written with a fixed number of decimals (``12.50``, ``3.00``), else None.
+
+    Every value with a decimal point has the same `s` digits after it (2 to 4; integers may mix in),
+    as amounts and prices are written: exact decimals, where float64 would turn 0.10 + 0.20 into
+    0.30000000000000004. p leaves room for 18 digits (64 bits), or 38 for longer values.
+    """
+    point = re.escape(dialect.decimal_point)
+    scales, digits = set(), 0
+    for t in texts:
+        m = re.fullmatch(rf"[+-]?([0-9]+)(?:{point}([0-9]+))?", t)
+        if m is None:
+            return None
+        whole, fraction = m.group(1).lstrip("0"), m.group(2)
+        if fraction is not None:
+            scales.add(len(fraction))
+        digits = max(digits, len(whole))
+    if len(scales) != 1 or (scale := scales.pop()) not in MONEY_SCALES:
+        return None
+    precision = 18 if digits + scale <= 18 else MAX_DECIMAL_DIGITS
+    return _Typed(f"decimal({precision},{scale})") if digits + scale <= MAX_DECIMAL_DIGITS else None
 
 
 def _word_or_integer_type(present: pa.Array, texts: set[str], dialect: Dialect) -> _Typed | None:
@@ -323,11 +349,11 @@ def _decimal_point(
     Only when no column already reads as numbers with a decimal point, and the delimiter is not
     a comma (``12,50`` would then be two fields).
     """
-    if dialect.delimiter == "," or any(t.type == "float64" for t in types):
+    if dialect.delimiter == "," or any(_fractional(t.type) for t in types):
         return dialect, types, extra_nulls
     comma = dialect.model_copy(update={"decimal_point": ","})
     retyped, comma_nulls = _infer_types(rows, width, comma)
-    if any(a.type == "string" and b.type == "float64" for a, b in zip(types, retyped, strict=True)):
+    if any(a.type == "string" and _fractional(b.type) for a, b in zip(types, retyped, strict=True)):
         return comma, retyped, comma_nulls
     return dialect, types, extra_nulls
 
@@ -352,6 +378,15 @@ def _columns(
     return columns
 
 
+def _numeric(column_type: str) -> bool:
+    return column_type in ("int64", "float64") or column_type.startswith("decimal")
+
+
+def _fractional(column_type: str) -> bool:
+    """Numbers with a decimal point: float64, or a decimal with a scale."""
+    return column_type == "float64" or (column_type.startswith("decimal") and not column_type.endswith(",0)"))
+
+
 def _looks_like_header(first: list[str], data: list[list[str]], dialect: Dialect) -> bool:
     if not data:
         return True
@@ -363,7 +398,8 @@ def _looks_like_header(first: list[str], data: list[list[str]], dialect: Dialect
             continue
         as_value = _column_type([cell], dialect, set()).type
         cell_null = not cell.strip() or cell in dialect.null_values
-        votes += 1 if (as_value != t and not (t == "float64" and as_value == "int64") and not cell_null) else -1
+        numbers = _numeric(t) and _numeric(as_value)  # 12 in a column of 12.50 is a value, not a name
+        votes += 1 if (as_value != t and not numbers and not cell_null) else -1
     if votes:
         return votes > 0
     return not any(first == r for r in data[:1000])

@@ -29,6 +29,7 @@ from typing import Any, BinaryIO, Protocol, cast
 
 from sluice import layout
 from sluice.aggregates import PartialAggregator
+from sluice.catalog import unprojected
 from sluice.contracts import Contract
 from sluice.csvsource import count_line_breaks
 from sluice.errors import InputRejectedError, RejectThresholdError, TransientError
@@ -236,6 +237,7 @@ def run_manifest(
 ) -> RunManifest:
     """The manifest of what one landing produced (a whole run, or one range of a fan-out)."""
     result = landed.result
+    rows_unprojected, warnings = unprojected(contract, ((o.partition, o.rows) for o in landed.outputs))
     return RunManifest(
         run_id=run_id,
         dataset=contract.dataset,
@@ -253,6 +255,8 @@ def run_manifest(
         outputs=landed.outputs,
         quarantine_uri=quarantine_uri,
         partials_uri=partials_uri,
+        rows_unprojected=rows_unprojected,
+        warnings=tuple(warnings),
     )
 
 

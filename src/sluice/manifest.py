@@ -68,6 +68,8 @@ class RunManifest:
     quarantine_uri: str | None = None
     partials_uri: str | None = None
     fanout: dict[str, Any] | None = field(default=None)
+    rows_unprojected: int = 0  # rows in partition folders the Glue projection does not cover
+    warnings: tuple[str, ...] = ()
 
     @property
     def partitions(self) -> list[str]:
@@ -94,6 +96,8 @@ class RunManifest:
             "quarantine_uri": self.quarantine_uri,
             "partials_uri": self.partials_uri,
             "fanout": self.fanout,
+            "rows_unprojected": self.rows_unprojected,
+            "warnings": list(self.warnings),
         }
 
     @classmethod
@@ -117,6 +121,8 @@ class RunManifest:
             quarantine_uri=data.get("quarantine_uri"),
             partials_uri=data.get("partials_uri"),
             fanout=data.get("fanout"),
+            rows_unprojected=int(data.get("rows_unprojected") or 0),
+            warnings=tuple(str(w) for w in data.get("warnings") or ()),
         )
 
     def result(self, manifest_uri: str, started_at: str, duration_ms: int) -> TransformResult:
@@ -139,6 +145,9 @@ class RunManifest:
         )
         if self.partials_uri:
             result["partials_uri"] = self.partials_uri
+        if self.warnings:
+            result["rows_unprojected"] = self.rows_unprojected
+            result["warnings"] = list(self.warnings)
         return result
 
 

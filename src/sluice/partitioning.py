@@ -1,9 +1,15 @@
 """Hive-style partitions and the bounded-memory, parallel Parquet writer behind them.
 
 Partition columns are derived from a contract column (``identity``, ``date``, ``month``,
-``year``), appended to every batch after the contract's columns, and name the directory
-``<name>=<value>`` the rows land in. Each partition gets exactly one Parquet file per run,
-``<dataset>/<name>=<value>/<run_id>-0.parquet``, so a rerun overwrites instead of duplicating
+``year``) and live in the path only: they name the directory ``<name>=<value>`` the rows land
+in and are not written inside the files (the Hive convention Athena, Spark, DuckDB, polars and
+pyarrow datasets expect, so that a reader never meets the column twice with two types). The
+folder text of a value is :func:`folder_values` (also what the Glue projection lists, see
+:mod:`sluice.catalog`): Hive's escaping (``/`` as ``%2F``; non-ASCII kept as UTF-8, which
+Spark's per-byte unescaping would garble) and null as ``__HIVE_DEFAULT_PARTITION__``.
+
+Each partition gets exactly one Parquet file per run, ``<dataset>/<name>=<value>/<run_id>-0.parquet``,
+so a rerun overwrites instead of duplicating
 (an unpartitioned output may be split over ``<run_id>-0.parquet``, ``-1``, ... to encode in
 parallel).
 
@@ -25,7 +31,7 @@ from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 import numpy as np
 import pyarrow as pa
@@ -39,7 +45,10 @@ from sluice.rules import arrow_type, one_array
 DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 PROPERTY_SAMPLE_ROWS = 16_384  # rows the Parquet writer properties are chosen on
 STATS_VALUE_BYTES = 4096  # Parquet (parquet-cpp's max_statistics_size) drops min/max longer than this
-_SAFE = " -._~+,;@!$&'()*"
+# the characters Hive's FileUtils.escapePathName (and Spark's, Trino's) escapes; the rest stays as is
+_HIVE_ESCAPED = frozenset(
+    [*map(chr, range(0x20)), '"', "#", "%", "'", "*", "/", ":", "=", "?", "\\", "\x7f", "{", "[", "]", "^"]
+)
 
 
 def partition_type(partition: Partition, contract: Contract) -> tuple[pa.DataType, str]:
@@ -62,6 +71,21 @@ def partition_type(partition: Partition, contract: Contract) -> tuple[pa.DataTyp
     return {"date": (pa.date32(), "date"), "month": (pa.string(), "string"), "year": (pa.int64(), "int64")}[
         partition.transform
     ]
+
+
+def partition_schema(contract: Contract) -> pa.Schema:
+    """The partition columns with their Arrow types: what a reader should parse the folder names as.
+
+    Readers that infer types from folder names guess (``007`` as an integer, ``true`` as text);
+    pass this instead, e.g. ``pyarrow.dataset.partitioning(partition_schema(c), flavor="hive")``.
+    pyarrow cannot parse a decimal from a folder name: decimals come as text here (exact; cast
+    the column to :func:`partition_type` after reading).
+    """
+    fields = []
+    for p in contract.partition:
+        arrow = partition_type(p, contract)[0]
+        fields.append(pa.field(p.name, pa.string() if pa.types.is_decimal(arrow) else arrow))
+    return pa.schema(fields)
 
 
 def derive(partition: Partition, source: pa.Array) -> pa.Array:
@@ -93,34 +117,53 @@ def path_text(values: pa.Array) -> pa.Array:
 
 @lru_cache(maxsize=4096)  # every batch names the same few partitions again
 def escape(value: str | None) -> str:
-    """A partition value as a path segment (Hive-style percent escaping; null as the Hive default)."""
-    if value is None:
+    """A partition value as a path segment, escaped as Hive escapes it; null and ``""`` as the default.
+
+    ``%XX`` for the characters Hive's ``escapePathName`` escapes, anything else (non-ASCII
+    included) as is.
+    """
+    if not value:
         return DEFAULT_PARTITION
-    return quote(value, safe=_SAFE) if value else DEFAULT_PARTITION
+    if not any(ch in _HIVE_ESCAPED for ch in value):
+        return value
+    return "".join(f"%{ord(ch):02X}" if ch in _HIVE_ESCAPED else ch for ch in value)
 
 
-def add_partitions(table: pa.Table, contract: Contract) -> tuple[pa.Table, pa.Array | None]:
-    """`table` with the partition columns appended, and each row's partition path (None: unpartitioned).
+def unescape(segment: str) -> str | None:
+    """The partition value a path segment's value names (None: the default partition)."""
+    return None if segment == DEFAULT_PARTITION else unquote(segment)
+
+
+def folder_values(values: pa.Array) -> list[str]:
+    """The folder text (escaped, as in ``<name>=<text>``) of each partition value of `values`.
+
+    The one function that names partition folders: the writer and the Glue projection
+    (:func:`sluice.catalog.glue_table`) both use it, so the projection lists what the folders say.
+    """
+    return [escape(v) for v in path_text(values).to_pylist()]
+
+
+def partition_paths(table: pa.Table, contract: Contract) -> pa.DictionaryArray | None:
+    """Each row's partition path (None: unpartitioned); the partition columns go in the path only.
 
     The paths come as a dictionary array: the text is built once per distinct partition value,
     not per row (a dictionary may list one path twice, e.g. for null and ``""``).
     """
     if not contract.partition:
-        return table, None
+        return None
     key: np.ndarray[Any, np.dtype[np.int64]] | None = None
     indices: pa.Array | None = None
     levels: list[list[str]] = []
     for p in contract.partition:
         values = derive(p, one_array(table.column(p.source)))
-        table = table.append_column(p.name, values)
         encoded = pc.dictionary_encode(values, null_encoding="encode")
-        levels.append([f"{p.name}={escape(v)}" for v in path_text(encoded.dictionary).to_pylist()])
+        levels.append([f"{p.name}={v}" for v in folder_values(encoded.dictionary)])
         indices = encoded.indices
         codes = indices.to_numpy(zero_copy_only=False).astype(np.int64)
         key = codes if key is None else key * len(levels[-1]) + codes
     assert key is not None and indices is not None
     if len(levels) == 1:
-        return table, pa.DictionaryArray.from_arrays(indices, pa.array(levels[0], pa.string()))
+        return pa.DictionaryArray.from_arrays(indices, pa.array(levels[0], pa.string()))
     combined = pc.dictionary_encode(pa.array(key))
     names = []
     for code in combined.dictionary.to_pylist():
@@ -129,7 +172,7 @@ def add_partitions(table: pa.Table, contract: Contract) -> tuple[pa.Table, pa.Ar
             rest, i = divmod(rest, len(level))
             segments.append(level[i])
         names.append("/".join(reversed(segments)))
-    return table, pa.DictionaryArray.from_arrays(combined.indices, pa.array(names, pa.string()))
+    return pa.DictionaryArray.from_arrays(combined.indices, pa.array(names, pa.string()))
 
 
 MAX_SEGMENT_BYTES = 255  # a directory name (NAME_MAX on Linux, most file systems)
@@ -146,7 +189,7 @@ class LongPaths:
 
 
 def long_paths(paths: pa.DictionaryArray, contract: Contract, run_id: str) -> LongPaths | None:
-    """The rows of `paths` (from :func:`add_partitions`) whose path has a segment or a key too long to store.
+    """The rows of `paths` (from :func:`partition_paths`) whose path has a segment or a key too long to store.
 
     A segment (``name=value``, escaped) may take :data:`MAX_SEGMENT_BYTES`, the whole key of a
     file :data:`MAX_KEY_BYTES`. Only the distinct paths are measured. None when every path fits.
@@ -176,11 +219,14 @@ def _path_fault(name: str, fixed: int) -> tuple[int, int] | None:
 
 
 def parse_path(path: str) -> dict[str, str]:
-    """``{"name": "value"}`` of a partition path (``""``: unpartitioned)."""
+    """``{"name": "value"}`` of a partition path (``""``: unpartitioned), values unescaped.
+
+    The default partition stays ``__HIVE_DEFAULT_PARTITION__`` (a manifest holds text).
+    """
     out: dict[str, str] = {}
     for seg in filter(None, path.split("/")):
         name, _, value = seg.partition("=")
-        out[name] = unquote(value)
+        out[name] = value if value == DEFAULT_PARTITION else unquote(value)
     return out
 
 
@@ -548,7 +594,7 @@ class PartitionedWriter:
         Name the files: ``<dataset>/<partition path>/<run_id>-0.parquet`` (unpartitioned:
         ``<dataset>/<run_id>-<n>.parquet``, n < ``encode_threads``).
     schema
-        Schema of every batch written (partition columns included).
+        Schema of every batch written (the partition columns are in the paths, not here).
 
     """
 
@@ -853,13 +899,14 @@ class PartitionedWriter:
         return self._props
 
     def _choose_properties(self, head: pa.Table) -> dict[str, Any]:
-        """Dictionary encoding and statistics only where they pay.
+        """Dictionary encoding where it pays; min/max statistics on every column.
 
-        Dictionaries for low-cardinality columns; min/max statistics for every column that is
-        not text, and for text only when the sample is sorted: min and max of a row group of
-        shuffled text span nearly every value, so they skip nothing and cost ~10 % of the encode.
-        Nor for text with values longer than :data:`STATS_VALUE_BYTES`: Parquet does not store
-        such statistics, and computing them copies the values (a 16 MiB value: +110 MB).
+        Dictionaries for low-cardinality columns. Statistics on every column, text included, so
+        that engines skip row groups on any filter (Athena, DuckDB, pyarrow, Spark); min and max
+        of text in no order span nearly every value and skip little, but sorted or clustered text
+        (ids, codes, dates as text) prunes well, and readers cannot tell which is which without
+        them. Not for text with values longer than :data:`STATS_VALUE_BYTES`: Parquet does not
+        store such statistics, and computing them copies the values (a 16 MiB value: +110 MB).
         """
         dictionary, stats = [], []
         for name in head.column_names:
@@ -869,8 +916,7 @@ class PartitionedWriter:
             text = pa.types.is_string(col.type) or pa.types.is_binary(col.type)
             if text and len(col) and (pc.max(pc.binary_length(col)).as_py() or 0) > STATS_VALUE_BYTES:
                 continue
-            if not text or len(col) < 2 or pc.all(pc.greater_equal(col[1:], col[:-1])).as_py() is not False:
-                stats.append(name)
+            stats.append(name)
         return {
             "compression": self._opts.compression,
             "compression_level": self._opts.compression_level,

@@ -111,6 +111,9 @@ class TransformResult(TypedDict):
     duration_ms: int
     # JSON list of the run's partial aggregate records (sluice.aggregates.PartialAggregator.records)
     partials_uri: NotRequired[str]
+    # rows Athena's partition projection would not see, and why (sluice.catalog.unprojected)
+    rows_unprojected: NotRequired[int]
+    warnings: NotRequired[list[str]]
 
 
 class CommitInfo(TypedDict):

@@ -206,9 +206,17 @@ def _with_nulls(raw: pa.Array, rows: np.ndarray) -> pa.Array:
     )
 
 
+def column_nulls(col: Column, null_values: Sequence[str]) -> tuple[str, ...]:
+    """The null tokens of `col`: the dialect's, less any text its ``in`` list allows (``in: [NA, EU]`` keeps NA)."""
+    if col.in_ is None:
+        return tuple(null_values)
+    allowed = {v for v in col.in_ if isinstance(v, str)}
+    return tuple(t for t in null_values if t not in allowed)
+
+
 def apply_nulls(raw: pa.Array, null_values: Sequence[str]) -> pa.Array:
     """`raw` with the null tokens turned into nulls."""
-    if not null_values or len(raw) == 0:
+    if not null_values or len(raw) == raw.null_count:  # empty, or all null (a column the file lacks)
         return raw
     sizes = [len(v.encode("utf-8")) for v in null_values]
     bounds = pc.min_max(pc.binary_length(raw)).as_py()
@@ -249,7 +257,8 @@ def _bound(col: Column, raw: Decimal | str, upper: bool) -> Any:
         raise ContractError(f"column {col.name!r}: {'max' if upper else 'min'} {raw!r} does not fit type {t}") from exc
 
 
-def _value_set(col: Column, to: pa.DataType) -> pa.Array:
+def in_values(col: Column, to: pa.DataType) -> pa.Array:
+    """The column's ``in`` values as an array of its Arrow type `to`."""
     assert col.in_ is not None
     values = list(col.in_)
     try:
@@ -687,6 +696,7 @@ class Validator:
         self._compact = compact
         self._seen = {c.name: SeenValues() for c in contract.columns if c.unique}
         self._key_makers = {c.name: KeyMaker() for c in contract.columns if c.unique}
+        self._nulls = {c.name: column_nulls(c, self._dialect.null_values) for c in contract.columns}
         self._indirect: set[str] = set()
         self._checks: list[tuple[Column, list[tuple[_Check, Mask]]]] = [
             (c, self._column_checks(c)) for c in contract.columns
@@ -718,7 +728,7 @@ class Validator:
             hi = pa.scalar(_bound(col, col.max, True), to)
             add("max", f"is above the maximum {col.max}", lambda typed, _v: pc.greater(typed, hi))
         if col.in_ is not None:
-            allowed = _value_set(col, to)
+            allowed = in_values(col, to)
             shown = ", ".join(_yaml_text(v) for v in col.in_[:20]) + (", ..." if len(col.in_) > 20 else "")
             add(
                 "in",
@@ -797,7 +807,7 @@ class Validator:
             # a failed cast costs as much as a good one: once a column has held a null token or a
             # bad value, go straight to the null-aware path for the rest of the file
             self._indirect.add(col.name)
-        value = apply_nulls(raw, self._dialect.null_values)
+        value = apply_nulls(raw, self._nulls[col.name])
         return value, parse_values(value, col.type, self._dialect, col.format)
 
     def _duplicates(self, name: str, keys: _Keys, alive: np.ndarray) -> np.ndarray:

@@ -88,6 +88,8 @@ def summary_fields(result: TransformResult, manifest: RunManifest) -> dict[str, 
         "quarantine_uri": result.get("quarantine_uri"),
         "transform_ms": result["duration_ms"],
         "started_at": result["started_at"],
+        "rows_unprojected": result.get("rows_unprojected"),
+        "warnings": result.get("warnings"),
     }
 
 

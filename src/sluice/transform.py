@@ -23,6 +23,7 @@ import pyarrow as pa
 from sluice.compressed import RATIO_SLACK, open_source
 from sluice.contracts import Contract
 from sluice.csvsource import Chunk, CsvFormat, CsvReader, Piece, count_line_breaks
+from sluice.drift import HeaderPlan, same_header
 from sluice.errors import InputRejectedError, RejectThresholdError
 from sluice.headers import check_header
 from sluice.partitioning import (
@@ -31,8 +32,8 @@ from sluice.partitioning import (
     LongPaths,
     PartitionedWriter,
     WriterOptions,
-    add_partitions,
     long_paths,
+    partition_paths,
     partition_type,
 )
 from sluice.quarantine import (
@@ -259,7 +260,9 @@ class _Run:
         self.options = options
         self.validator = Validator(contract, compact=bool(contract.partition))
         self.base_schema = contract_schema(contract)
-        self.partition_fields = [pa.field(p.name, partition_type(p, contract)[0]) for p in contract.partition]
+        self.header = same_header(contract)
+        for p in contract.partition:
+            partition_type(p, contract)  # raises when a transform does not fit its column
         self.hook: HookRunner | None = None
         if contract.transform:
             from sluice.hooks import HookRunner
@@ -280,16 +283,23 @@ class _Run:
         self.more_rows: Callable[[], int | None] = lambda: None  # most rows that may still follow
         self.ahead = 0  # bytes of pieces cut but not finished yet (their rows are not in rows_in)
 
+    def adopt(self, header: HeaderPlan) -> None:
+        """Read the file's columns as `header` says (by name; kept extra columns join the run's contract)."""
+        self.header = header
+        if header.contract is not self.contract:
+            self.contract = header.contract
+            self.validator = Validator(header.contract, compact=bool(header.contract.partition))
+
     def check(self, chunk: Chunk) -> Checked:
         """The stateless part of a chunk's work (any thread, any order)."""
-        return self.validator.check(chunk.table)
+        return self.validator.check(self.header.shape(chunk.table))
 
     def process(self, chunk: Chunk, checked: Checked | None = None) -> None:
         """The rest, in file order: ``unique``, quarantine, hook, observers, writing."""
         self.rows_in += chunk.records
         self.blank_lines += chunk.blank_lines
         rejected = [Rejected(b.line, b.rule, b.column, b.value, b.reason, b.text) for b in chunk.bad]
-        typed, rejects = self.validator.finish(checked if checked is not None else self.validator.check(chunk.table))
+        typed, rejects = self.validator.finish(checked if checked is not None else self.check(chunk))
         if len(rejects):
             for (line, text), rule, col, value, reason in zip(
                 chunk.locate(rejects.rows.tolist()),
@@ -309,7 +319,7 @@ class _Run:
                 for line, text in chunk.locate(kept[dropped].tolist()):
                     rejected.append(Rejected(line, "row.transform", None, None, reason, text))
                 kept = np.delete(kept, dropped)
-        table, paths = add_partitions(typed, self.contract) if typed.num_rows else (typed, None)
+        paths = partition_paths(typed, self.contract) if typed.num_rows else None
         long = long_paths(paths, self.contract, self.run_id) if isinstance(paths, pa.DictionaryArray) else None
         if long is not None and paths is not None:
             if kept is None:
@@ -318,7 +328,7 @@ class _Run:
             keep = np.ones(typed.num_rows, dtype=bool)
             keep[long.rows] = False
             mask = pa.array(keep)
-            typed, table, paths = typed.filter(mask), table.filter(mask), paths.filter(mask)
+            typed, paths = typed.filter(mask), paths.filter(mask)
         rejected.sort(key=lambda r: r.line)
         try:
             self.quarantine.add(rejected)
@@ -334,7 +344,7 @@ class _Run:
                 base = typed.select(self.base_schema.names)
                 for observe in self.observers:
                     observe(base)
-            self._writer(table.schema).write(table, paths)
+            self._writer(typed.schema).write(typed, paths)
         if self.after_chunk is not None:
             self.after_chunk()
 
@@ -399,7 +409,7 @@ def _process_in_parallel(reader: CsvReader, run: _Run, threads: int, block_size:
     of it and the pieces cut after it go back to the reader, and the file is finished one
     chunk at a time (:func:`_process_in_order`), which is what one thread would have done.
     """
-    names = run.contract.column_names
+    names = run.header.parse_names
     pool = pa.default_memory_pool()
 
     def work(piece: Piece) -> tuple[Chunk, int, Checked]:
@@ -453,7 +463,7 @@ def _process_in_parallel(reader: CsvReader, run: _Run, threads: int, block_size:
 def _process_in_order(reader: CsvReader, run: _Run) -> None:
     """Parse, check and finish the rest of the stream one chunk at a time."""
     pool = pa.default_memory_pool()
-    for chunk in reader.chunks(run.contract.column_names):
+    for chunk in reader.chunks(run.header.parse_names):
         run.process(chunk)
         del chunk
         pool.release_unused()  # hand freed chunk memory back to the OS: keeps RSS flat
@@ -462,10 +472,11 @@ def _process_in_order(reader: CsvReader, run: _Run) -> None:
 def _read(reader: CsvReader, run: _Run, opts: ConvertOptions) -> None:
     """Check the header (a whole file) and process every record of the stream."""
     contract = run.contract
+    cells: Sequence[str] | None = opts.header or None
     if opts.header is None:
         cells = reader.read_header(skip_lines=contract.dialect.skip_rows, header=contract.dialect.header)
-        if cells is not None:
-            check_header(cells, contract, run.source_name)
+    if cells is not None:
+        run.adopt(check_header(cells, contract, run.source_name))
     if opts.thread_count > 1:
         _process_in_parallel(reader, run, opts.thread_count, opts.block_size)
     else:

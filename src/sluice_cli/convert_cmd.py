@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from sluice.catalog import unprojected
 from sluice.contracts import Contract, load_contract
 from sluice.errors import RejectThresholdError, SluiceError
 from sluice.infer import InferOptions, infer_contract
@@ -58,7 +59,13 @@ def register(subparsers: Any) -> None:
     inf.add_argument("--header-line", type=int, help="1-based line of the header; 0 for no header")
     inf.add_argument("--sample-mib", type=int, default=8, help="how much of the file to read (default 8 MiB)")
     inf.set_defaults(func=_infer)
-    chk = sub.add_parser("check", help="validate contract files")
+    chk = sub.add_parser(
+        "check",
+        help="validate contract files; `check OLD NEW` (two versions of one dataset) also refuses incompatible changes",
+        description="Validate each contract. Given two contracts of the same dataset, OLD then NEW, also check "
+        "that NEW can follow OLD: additive changes pass; a removed required column, a narrowed or changed type, "
+        "a new required column or a changed partitioning are refused with the migration to make (exit 1).",
+    )
     chk.add_argument("files", type=Path, nargs="+", metavar="FILE.yaml")
     chk.set_defaults(func=_check)
     sch = sub.add_parser("schema", help="print the JSON Schema of contract files")
@@ -207,6 +214,9 @@ def _convert_file(args: argparse.Namespace, known: dict[str, Any], kept: list[st
     for o, placed in zip(summary["outputs"], landed.outputs, strict=True):
         o["path"] = placed.uri
     quarantine = [p for p in (landed.rejected, landed.report) if p is not None]
+    rows_unprojected, warnings = unprojected(contract, ((o.partition, o.rows) for o in landed.outputs))
+    if warnings:
+        summary |= {"rows_unprojected": rows_unprojected, "warnings": warnings}
     return {**summary, "output_files": [o.uri for o in landed.outputs], "quarantine_files": quarantine}
 
 
@@ -240,6 +250,7 @@ def _infer(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     failed = 0
+    loaded: list[Contract] = []
     for f in args.files:
         try:
             c = load_contract(f)
@@ -248,7 +259,19 @@ def _check(args: argparse.Namespace) -> int:
             failed += 1
             continue
         print(f"{f}: ok ({c.label}, {len(c.columns)} columns)")
-    return 2 if failed else 0
+        loaded.append(c)
+    if failed:
+        return 2
+    if len(loaded) == 2 and loaded[0].dataset == loaded[1].dataset:
+        from sluice.drift import compatibility
+
+        problems = compatibility(*loaded)
+        for p in problems:
+            print(f"sluice: incompatible: {loaded[1].label} cannot follow {loaded[0].label}: {p}", file=sys.stderr)
+        if problems:
+            return 1
+        print(f"{loaded[1].label} can follow {loaded[0].label}: files of both read as one table")
+    return 0
 
 
 def _schema(args: argparse.Namespace) -> int:

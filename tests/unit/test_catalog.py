@@ -37,8 +37,12 @@ def test_types_and_names():
     ("partition", "key_type", "projection"),
     [
         ({"name": "m", "source": "at", "transform": "month"}, "string", {"type": "date", "format": "yyyy-MM"}),
-        ({"name": "y", "source": "at", "transform": "year"}, "bigint", {"type": "integer", "range": "2000,2100"}),
-        ({"name": "c", "source": "country", "transform": "identity"}, "string", {"type": "enum", "values": "DE,FR"}),
+        ({"name": "y", "source": "at", "transform": "year"}, "bigint", {"type": "integer", "range": "1970,2100"}),
+        (
+            {"name": "c", "source": "country", "transform": "identity"},
+            "string",
+            {"type": "enum", "values": "DE,FR,__HIVE_DEFAULT_PARTITION__"},
+        ),
         ({"name": "s", "source": "shop", "transform": "identity"}, "string", {"type": "injected"}),
     ],
 )

@@ -26,6 +26,7 @@ BLOCKED = ("pyarrow", "pandas", "numpy")
 LAZY_DATA_USERS = {
     "ValidateFunction": "zstd-compressed heads are decompressed with pyarrow (sluice.compressed)",
     "PlanFunction": "reads the header with the engine's CSV reader (sluice.fanout.read_file_head)",
+    "MergeFunction": "checks the merged partitions against the Glue projection (sluice.catalog, the engine's types)",
     "SummarizeFunction": "a new version of a compacted key rewrites the compacted file (sluice.compaction)",
     "CleanupFunction": "compaction rewrites small Parquet files into one (sluice.compaction)",
 }

@@ -51,9 +51,9 @@ def test_infer_finds_a_decimal_comma_and_convert_accepts_the_file(run_convert):
     data = b"id;price;day\n1;12,50;03.11.2023\n2;7,05;25.12.2023\n3;1000;01.01.2024\n"
     contract = _infer(data)
     assert contract.dialect.decimal_point == ","
-    assert {c.name: c.type for c in contract.columns} == {"id": "int64", "price": "float64", "day": "date"}
+    assert {c.name: c.type for c in contract.columns} == {"id": "int64", "price": "decimal(18,2)", "day": "date"}
     out = run_convert(data, contract)
-    assert out.result.rows_rejected == 0 and out.column("price") == [12.5, 7.05, 1000.0]
+    assert out.result.rows_rejected == 0 and out.column("price") == [Decimal("12.50"), Decimal("7.05"), Decimal(1000)]
 
 
 def test_infer_keeps_the_decimal_point_when_numbers_use_it():

@@ -440,3 +440,20 @@ def test_compressed_files_never_fan_out():
     store.put("raw", KEY + ".gz", data)
     run = {"run_id": "r", "dataset": "x", "source": {"bucket": "raw", "key": KEY + ".gz"}, "received_at": "now"}
     assert validate_run(run, (fanout_data.contract(),), store, 1)["mode"] == "single"  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("policy", ["drop", "keep"])
+def test_fanout_matches_single_worker_on_a_reordered_header_with_an_extra_column(tmp_path, policy):
+    """Each range reads its columns by the plan's header, as the single worker does (sluice.drift)."""
+    rows = list(csv.reader(io.StringIO(fanout_data.orders_csv(300).decode(), newline="")))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for i, cells in enumerate(r for r in rows if r):
+        writer.writerow([*cells[1:], cells[0], "extra" if i == 0 else f"x{i}"])
+    data = out.getvalue().encode()
+    contract = fanout_data.contract(drift={"extra_columns": policy})
+    fan, _, fan_result = fan_out(data, contract, tmp_path, 700)
+    one, one_result = single(data, contract, tmp_path)
+    assert_same_run(fan, fan_result, one, one_result)
+    landed = curated_rows(one)
+    assert landed and ("extra" in landed[0]) == (policy == "keep")

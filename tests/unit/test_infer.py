@@ -31,7 +31,7 @@ def test_orders_sample_types_and_convert_round_trip(run_convert):
         "channel": "string",
         "quantity": "int64",
         "unit_price": "string",
-        "amount": "float64",
+        "amount": "decimal(18,2)",  # money-like: a fixed two decimals
         "paid": "bool",
     }
     assert contract.dataset == "my_file" and contract.match.prefix == "my_file/"
@@ -186,3 +186,19 @@ def test_a_bank_list_gets_its_closing_dates(run_convert):
         "First\u2013Citizens Bank & Trust Company",
         "Dream First Bank, N.A.",
     ]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (["12.50", "3.00", "100", "-0.05"], "decimal(18,2)"),  # amounts: a fixed two decimals (integers mixed in)
+        (["1.2345", "0.0001"], "decimal(18,4)"),
+        (["1.5", "2.25"], "float64"),  # decimals vary: measurements, not money
+        (["1.5", "2.5"], "float64"),  # one decimal: too weak a sign
+        (["1e3", "2.50"], "float64"),
+        (["12345678901234567.50", "1.00"], "decimal(38,2)"),  # 19 digits: past 18
+    ],
+)
+def test_money_like_numbers_are_proposed_as_decimals(values, expected):
+    contract, _ = infer(("v\n" + "\n".join(values) + "\n").encode())
+    assert contract.column("v").type == expected

@@ -126,10 +126,12 @@ def test_the_first_broken_rule_in_column_order_is_reported(make_contract):
 
 
 def test_rules_that_do_not_fit_the_type_are_contract_errors(make_contract):
-    with pytest.raises(ContractError, match="min 'soon' does not fit type date"):
+    with pytest.raises(ContractError, match="`min` value soon was read as text, not of type date"):
         Validator(make_contract([{"name": "d", "type": "date", "min": "soon"}]))
-    with pytest.raises(ContractError, match="`in` values"):
+    with pytest.raises(ContractError, match="`in` value a was read as text, not of type int64"):
         Validator(make_contract([{"name": "n", "type": "int64", "in": ["a"]}]))
+    with pytest.raises(ContractError, match="min '2024-13-01' does not fit type date"):  # the right shape, no date
+        Validator(make_contract([{"name": "d", "type": "date", "min": "2024-13-01"}]))
 
 
 def test_unique_state_spans_batches_and_ignores_nulls(make_contract):
