@@ -6,7 +6,6 @@ later record of the batch) so Lambda retries it, bisects, and finally sends it t
 the shard moves on. At the window's end the state is written to the aggregates table.
 """
 
-import os
 from functools import cache
 from typing import Any
 
@@ -28,12 +27,13 @@ logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.KinesisDataStreams, raise_on_entire_batch_failure=False)
+USES = ("contracts_dir", "aggregates_table", "aggregates_retention_days", "window_state_budget_bytes")
 
 
 @cache
 def _store() -> DynamoAggregateStore:
-    retention = os.environ.get("AGGREGATES_RETENTION_DAYS")
-    return DynamoAggregateStore(os.environ["AGGREGATES_TABLE"], retention_days=int(retention) if retention else None)
+    cfg = settings()
+    return DynamoAggregateStore(cfg.aggregates_table, retention_days=cfg.aggregates_retention_days)
 
 
 def _contract(dataset: str) -> Contract:
@@ -52,15 +52,15 @@ def _shard_of(event: dict[str, Any]) -> str:
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Fold the batch into the window state; flush it when the window ends (or the state grows)."""
+    cfg = settings().require(*USES)
     stream = KinesisStreamEvent(event)
     shard = _shard_of(event)
     logger.append_keys(shard=shard)
-    budget = int(os.environ.get("WINDOW_STATE_BUDGET_BYTES", DEFAULT_BUDGET))
     window = Window(
         WindowState.from_json(stream.state, shard),
         _store(),
         _contract,
-        budget=budget,
+        budget=DEFAULT_BUDGET if cfg.window_state_budget_bytes is None else cfg.window_state_budget_bytes,
         remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000,
     )
 

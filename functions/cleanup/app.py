@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from sluice.adapters.runs_table import DynamoRunTable
 from sluice.adapters.s3 import S3Store
 from sluice.adapters.sfn import StepFunctions
-from sluice.cleanup import CompactionSettings, clean, metric_counts
+from sluice.cleanup import clean, metric_counts
 from sluice.commit import Committer
 from sluice.compaction import Budget, Compactor
 from sluice.settings import contracts, settings
@@ -27,6 +27,21 @@ from sluice.settings import contracts, settings
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
+USES = (
+    "contracts_dir",
+    "raw_bucket",
+    "curated_bucket",
+    "quarantine_bucket",
+    "work_bucket",
+    "runs_table",
+    "state_machine_arn",
+    "run_retention_days",
+    "commit_lease_seconds",
+    "staging_dir",
+    "compaction_target_bytes",
+    "compaction_min_files",
+    "compaction_min_age_minutes",
+)
 
 
 @logger.inject_lambda_context
@@ -35,7 +50,7 @@ metrics = Metrics()
 @event_source(data_class=EventBridgeEvent)
 def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
     """One housekeeping pass as of the event's time (``sluice local tick --at`` moves it); returns what it did."""
-    cfg = settings()
+    cfg = settings().require(*USES)
     detail = event.detail if isinstance(event.detail, dict) else {}
     dry_run = bool(detail.get("dry_run"))
     max_actions = detail.get("max_actions")
@@ -62,9 +77,7 @@ def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
         now=now,
         dry_run=dry_run,
         compactor=compactor,
-        compaction=CompactionSettings(
-            cfg.compaction_target_bytes, cfg.compaction_min_files, timedelta(minutes=cfg.compaction_min_age_minutes)
-        ),
+        compaction=cfg.compaction(),
         budget=budget,
         raw_bucket=cfg.raw_bucket,
         quarantine_bucket=cfg.quarantine_bucket,

@@ -13,6 +13,7 @@ from sluice.settings import contracts, settings
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
+USES = ("contracts_dir", "quarantine_bucket", "work_bucket", "staging_dir")
 
 
 @logger.inject_lambda_context(correlation_id_path="run_id")
@@ -20,7 +21,7 @@ metrics = Metrics()
 @metrics.log_metrics
 def handler(event: PlanResult, context: LambdaContext) -> TransformResult:
     """Check every range left its part, apply the reject threshold, write the quarantine and run manifest."""
-    cfg = settings()
+    cfg = settings().require(*USES)
     logger.append_keys(dataset=event["dataset"], key=event["source"]["key"])
     contract = contract_by_name(event["dataset"], contracts(cfg.contracts_dir))
     result = merge_run(

@@ -6,7 +6,6 @@ by run id) only saves a duplicate invocation - a Step Functions retry after a lo
 redrive - from re-putting.
 """
 
-import os
 from collections.abc import Callable
 from functools import cache
 from typing import Any, cast
@@ -31,18 +30,19 @@ from sluice.settings import settings
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
+USES = ("work_bucket", "runs_table", "stream_name", "idempotency_table")
 IDEMPOTENCY = IdempotencyConfig(event_key_jmespath="run_id", expires_after_seconds=14 * 24 * 3600)
 
 
 def _publish(run: CommittedResult, retired: list[str]) -> Published:
-    stream = KinesisPublisher(os.environ["STREAM_NAME"])
+    stream = KinesisPublisher(settings().stream_name)
     return publish_run(run, S3Store(), stream, work_bucket=settings().work_bucket, retired=retired)
 
 
 @cache
 def _publish_once() -> Callable[..., Published]:
     """`_publish` guarded by Powertools idempotency (DynamoDB persistence), built once per process."""
-    persistence = DynamoDBPersistenceLayer(table_name=os.environ["IDEMPOTENCY_TABLE"], boto_config=RETRIES)
+    persistence = DynamoDBPersistenceLayer(table_name=settings().idempotency_table, boto_config=RETRIES)
     guard = idempotent_function(data_keyword_argument="run", persistence_store=persistence, config=IDEMPOTENCY)
     return cast(Callable[..., Published], guard(_publish))
 
@@ -54,7 +54,7 @@ def handler(event: CommittedResult, context: LambdaContext) -> dict[str, Any]:
     """Publish the run's partials and mark it SUCCEEDED; returns the input plus ``records`` (and ``withdrawn``)."""
     IDEMPOTENCY.register_lambda_context(context)
     logger.append_keys(dataset=event["dataset"])
-    runs = DynamoRunTable(settings().runs_table)
+    runs = DynamoRunTable(settings().require(*USES).runs_table)
     published = publish_committed(event, runs, lambda run, retired: _publish_once()(run=run, retired=retired))
     metrics.add_metric("PartialsPublished", MetricUnit.Count, published["records"])
     logger.info("published", **published)

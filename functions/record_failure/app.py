@@ -14,6 +14,7 @@ from sluice.settings import settings
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
+USES = ("runs_table", "run_retention_days")
 
 
 @logger.inject_lambda_context(correlation_id_path="run_id")
@@ -25,7 +26,7 @@ def handler(event: FailureInput, context: LambdaContext) -> dict[str, Any]:
     A run that failed before its commit becomes FAILED (metric ``RunsFailed``); one that failed
     after it (Publish) keeps its committed state and data (metric ``CommittedRunsIncomplete``).
     """
-    cfg = settings()
+    cfg = settings().require(*USES)
     runs = DynamoRunTable(cfg.runs_table)
     record = failed_record(event, runs.get_run(event["run_id"]), cfg.run_retention_days)
     runs.put_run(record)

@@ -26,6 +26,7 @@ logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+USES = ("contracts_dir", "state_machine_arn", "runs_table", "ingest_max_receives", "run_retention_days")
 
 
 def _start(event: dict[str, Any]) -> list[Started]:
@@ -63,6 +64,7 @@ def _record_handler(record: SQSRecord) -> None:
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> Mapping[str, object]:
     """Start runs; for SQS batches, report only the failed messages for redelivery."""
+    settings().require(*USES)
     if is_sqs_event(event):
         return process_partial_response(
             event=event, record_handler=_record_handler, processor=processor, context=context

@@ -21,6 +21,7 @@ from sluice.settings import settings
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
+USES = ("runs_table", "work_bucket", "run_retention_days", "commit_lease_seconds", "staging_dir")
 
 
 @logger.inject_lambda_context(correlation_id_path="run_id")
@@ -28,7 +29,7 @@ metrics = Metrics()
 @metrics.log_metrics
 def handler(event: TransformResult, context: LambdaContext) -> CommittedResult:
     """Commit the run; returns the input plus ``commit`` (status, order, the run it retired)."""
-    cfg = settings()
+    cfg = settings().require(*USES)
     logger.append_keys(dataset=event["dataset"], key=event["source"]["key"])
     runs, store, lease = DynamoRunTable(cfg.runs_table), S3Store(), timedelta(seconds=cfg.commit_lease_seconds)
     # a new version of a key whose rows were compacted rewrites the compacted file without them

@@ -17,6 +17,7 @@ logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 PROGRESS_EVERY_S = 30.0
+USES = ("contracts_dir", "curated_bucket", "quarantine_bucket", "work_bucket", "staging_dir")
 
 
 def progress_log(total_bytes: int | None) -> ProgressHook:
@@ -40,7 +41,7 @@ def progress_log(total_bytes: int | None) -> ProgressHook:
 @metrics.log_metrics
 def handler(event: ValidateResult | RangeTask, context: LambdaContext) -> TransformResult | RangeResult:
     """Convert the run's raw object, or one byte range of it, into staged Parquet; names derive from the run id."""
-    cfg = settings()
+    cfg = settings().require(*USES)
     logger.append_keys(dataset=event["dataset"], key=event["source"]["key"])
     contract = contract_by_name(event["dataset"], contracts(cfg.contracts_dir))
     metrics.add_dimension(name="dataset", value=contract.dataset)

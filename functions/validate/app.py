@@ -12,13 +12,14 @@ from sluice.settings import contracts, settings
 
 logger = Logger()
 tracer = Tracer()
+USES = ("contracts_dir", "runs_table", "fanout_threshold_bytes", "run_retention_days")
 
 
 @logger.inject_lambda_context(correlation_id_path="run_id")
 @tracer.capture_lambda_handler
 def handler(event: RunInput, context: LambdaContext) -> ValidateResult:
     """Resolve the contract, check encoding and header, record the run as RUNNING."""
-    cfg = settings()
+    cfg = settings().require(*USES)
     logger.append_keys(dataset=event.get("dataset"), key=event["source"]["key"])
     result = validate_run(event, contracts(cfg.contracts_dir), S3Store(), cfg.fanout_threshold_bytes)
     DynamoRunTable(cfg.runs_table).put_run(started_record(result, cfg.run_retention_days))

@@ -16,7 +16,7 @@ then checked:
   a quoted value; the slow path carries that record over to the next chunk.
 
 The slow path is Python's ``csv`` module in strict mode over the chunk's lines: it knows each
-record's line number and text, so bad records are set aside as :class:`BadRecord` (quarantine)
+record's line number and text, so bad records are set aside as :class:`~sluice.quarantine.Rejected` (quarantine)
 and the good ones are returned as the same string columns. A chunk only works out *where* its
 rows came from when asked (:meth:`Chunk.locate`), so clean chunks pay nothing for line numbers.
 When values cannot span lines, a chunk that fails the fast path is retried in 1 MiB pieces so
@@ -41,6 +41,7 @@ import pyarrow.csv as pacsv
 
 from sluice.contracts import Dialect
 from sluice.errors import InputRejectedError
+from sluice.quarantine import Rejected
 
 CR, LF = 13, 10
 Bytes = bytes | bytearray  # the reader hands out its buffer's front as is (see CsvReader._take_front)
@@ -85,18 +86,6 @@ class CsvFormat:
         )
 
 
-@dataclass(frozen=True)
-class BadRecord:
-    """A record set aside while parsing (wrong field count, quoting, encoding, NUL)."""
-
-    line: int
-    text: str
-    rule: str
-    column: str | None
-    value: str | None
-    reason: str
-
-
 def printable(text: str) -> str:
     r"""`text` with undecodable bytes (surrogate escapes) and NUL shown as ``\\xNN``."""
     if "\x00" in text:
@@ -136,7 +125,7 @@ class Piece:
     first_line: int
     final: bool
     line_breaks: int
-    bad: tuple[BadRecord, ...] = ()
+    bad: tuple[Rejected, ...] = ()
 
 
 @dataclass
@@ -148,7 +137,7 @@ class Chunk:
     """
 
     table: pa.Table
-    bad: list[BadRecord]
+    bad: list[Rejected]
     blank_lines: int
     first_line: int
     locator: Locator = field(repr=False)
@@ -573,7 +562,7 @@ class CsvReader:
             self._drop(len(self._pending) - keep)
             self._fill(len(self._pending) + self._chunk_size)
         text = printable(shown.decode("utf-8", "surrogateescape")) + "..."
-        bad = BadRecord(
+        bad = Rejected(
             line,
             text,
             "row.length",
@@ -796,7 +785,7 @@ class _SlowParse:
         self.built: list[pa.Table] = []
         self.good_start: list[int] = []
         self.good_end: list[int] = []
-        self.bad: list[BadRecord] = []
+        self.bad: list[Rejected] = []
         self.blank = 0
 
     def text_of(self, a: int, b: int) -> str:
@@ -849,7 +838,7 @@ class _SlowParse:
                 f"escape_char, double_quote)"
             ) from exc
         self.bad.append(
-            BadRecord(
+            Rejected(
                 self.first_line + start,
                 self.text_of(start, end),
                 "row.quote",
@@ -874,7 +863,7 @@ class _SlowParse:
         if enc is not None:
             shown = "".join(f"\\x{b:02x}" for b in enc)
             self.bad.append(
-                BadRecord(
+                Rejected(
                     line,
                     self.text_of(start, end),
                     "row.encoding",
@@ -885,7 +874,7 @@ class _SlowParse:
             )
         elif len(rec) != ncols:
             self.bad.append(
-                BadRecord(
+                Rejected(
                     line,
                     self.text_of(start, end),
                     "row.fields",
@@ -897,7 +886,7 @@ class _SlowParse:
         elif any("\x00" in v for v in rec):
             j = next(i for i, v in enumerate(rec) if "\x00" in v)
             self.bad.append(
-                BadRecord(
+                Rejected(
                     line, self.text_of(start, end), "row.nul", self.names[j], printable(rec[j]), "contains a NUL byte"
                 )
             )
@@ -1052,7 +1041,7 @@ def _single_line_chunk(
         return None  # records and lines disagree: let the precise path decide
     skipped = np.asarray([number - 1 for number, _ in invalid], dtype=np.int64)
     bad = [
-        BadRecord(
+        Rejected(
             first_line + int(line_no[k]),
             _line_text(data, int(starts[k]), int(stops[k])),
             "row.fields",

@@ -21,7 +21,6 @@ import io
 import itertools
 import json
 import math
-import os
 import re
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
@@ -55,20 +54,10 @@ class FanoutIncompleteError(SluiceError):
 
 @dataclass(frozen=True)
 class FanoutSettings:
-    """How Plan splits files (template parameters FanoutRangeBytes, FanoutMaxConcurrency)."""
+    """How Plan splits files (parameters FanoutRangeBytes, FanoutMaxConcurrency, read by ``sluice.settings``)."""
 
     range_bytes: int = 256 << 20
     max_concurrency: int = 40
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> FanoutSettings:
-        """Read ``FANOUT_RANGE_BYTES`` and ``FANOUT_MAX_CONCURRENCY`` (defaults when unset)."""
-        env = os.environ if env is None else env
-        default = cls()
-        return cls(
-            range_bytes=int(env.get("FANOUT_RANGE_BYTES", str(default.range_bytes))),
-            max_concurrency=int(env.get("FANOUT_MAX_CONCURRENCY", str(default.max_concurrency))),
-        )
 
 
 # ---------------------------------------------------------------------------------------- plan

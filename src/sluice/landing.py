@@ -34,6 +34,7 @@ from sluice.contracts import Contract
 from sluice.csvsource import count_line_breaks
 from sluice.errors import InputRejectedError, RejectThresholdError, TransientError
 from sluice.manifest import OutputRef, RunManifest
+from sluice.partitioning import WriterOptions
 from sluice.payloads import RangeResult, RangeTask, SourceObject, TransformResult, ValidateResult
 from sluice.ports import ObjectStore
 from sluice.preflight import describe
@@ -316,7 +317,9 @@ def land_range(
     part = S3Prefix(store, work_bucket, layout.part_prefix(run_id, index))
     whole_file_threshold = contract.model_copy(update={"max_reject_ratio": 1.0})
     # one file per range (and partition): range_output_key gives it the range's index
-    options = ConvertOptions(header=tuple(plan["header"]), first_line=1, split_output=False)
+    options = ConvertOptions(
+        header=tuple(plan["header"]), first_line=1, writer=WriterOptions(split_unpartitioned=False)
+    )
     with store.open_range(source["bucket"], source["key"], start, end, source.get("version_id")) as body:
         counter = LineCounter(body)
         try:

@@ -262,8 +262,8 @@ class WriterOptions:
 
 
 @dataclass(frozen=True)
-class WrittenFile:
-    """A finished Parquet file."""
+class OutputFile:
+    """A finished Parquet file, staged at ``path`` for ``key`` (``<dataset>/<partition path>/<run_id>-<n>.parquet``)."""
 
     key: str
     path: Path
@@ -925,7 +925,7 @@ class PartitionedWriter:
         }
 
     # ------------------------------------------------------------------ finishing
-    def close(self) -> list[WrittenFile]:
+    def close(self) -> list[OutputFile]:
         """Write what is buffered and spilled, close every file and list them (on error: :meth:`abort`)."""
         try:
             self._finish()
@@ -936,7 +936,7 @@ class PartitionedWriter:
             raise
         self._spill.remove()
         return [
-            WrittenFile(f.key, f.path, f.rows, f.path.stat().st_size, parse_path(p.path))
+            OutputFile(f.key, f.path, f.rows, f.path.stat().st_size, parse_path(p.path))
             for p in self._parts.values()
             for f in p.files
             if f.rows

@@ -63,14 +63,14 @@ class QuarantineFullError(Exception):
 
 @dataclass(frozen=True)
 class Rejected:
-    """One rejected record."""
+    """One rejected record: set aside while parsing (field count, quoting, encoding, NUL) or by a rule."""
 
     line: int
+    text: str
     rule: str
     column: str | None
     value: str | None
     reason: str
-    text: str
 
 
 class QuarantineWriter:

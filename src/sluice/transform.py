@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -30,6 +30,7 @@ from sluice.partitioning import (
     MAX_KEY_BYTES,
     MAX_SEGMENT_BYTES,
     LongPaths,
+    OutputFile,
     PartitionedWriter,
     WriterOptions,
     long_paths,
@@ -104,14 +105,16 @@ class ConvertOptions:
     """Knobs of :func:`convert`; memory depends on them, not on the file.
 
     ``threads`` (0: one per available CPU, at most 4) parse and check that many chunks at once
-    and encode that many Parquet row groups at once; an unpartitioned output is then split over
-    up to ``threads`` files (``<run_id>-0.parquet``, ``-1``, ...) unless ``split_output`` is
-    False. With ``newlines_in_values`` a chunk cut ahead may end inside a record when the quoting
+    and encode that many Parquet row groups at once (it sets ``writer.encode_threads``); an
+    unpartitioned output is then split over up to ``threads`` files (``<run_id>-0.parquet``,
+    ``-1``, ...) unless ``writer.split_unpartitioned`` is False. ``writer`` holds the Parquet
+    writer's options (:class:`~sluice.partitioning.WriterOptions`: row groups, buffer and spill,
+    open files, compression). With ``newlines_in_values`` a chunk cut ahead may end inside a record when the quoting
     is irregular; from such a chunk on, the file is parsed one chunk at a time.
 
     Working memory is roughly (2 x ``threads`` + 2) x 4 x ``block_size`` (chunks being parsed
-    and checked) + ``buffer_bytes`` (rows waiting for their row group) + ``threads`` x
-    ``row_group_bytes`` (row groups being encoded) + 8 bytes per distinct value of each
+    and checked) + ``writer.buffer_bytes`` (rows waiting for their row group) + ``threads`` x
+    ``writer.row_group_bytes`` (row groups being encoded) + 8 bytes per distinct value of each
     ``unique`` column (twice that while its index merges), on top of ~85 MB for Python and
     pyarrow once imported (pandas only with a contract hook) and ~30-50 MB the allocators keep.
 
@@ -126,14 +129,8 @@ class ConvertOptions:
 
     block_size: int = 2 << 20
     max_record_bytes: int | None = None  # None: the contract's limits.max_row_bytes
-    row_group_rows: int = 1 << 20
-    row_group_bytes: int = 24 << 20
-    buffer_bytes: int = 64 << 20
-    max_open_writers: int = 64
-    compression: str = "zstd"
-    compression_level: int | None = None
+    writer: WriterOptions = field(default_factory=WriterOptions)
     threads: int = 0
-    split_output: bool = True
     parse_threads: bool = False  # pyarrow's multi-threaded CSV parse inside one chunk (rarely pays)
     examples_per_rule: int = 5
     header: tuple[str, ...] | None = None
@@ -146,28 +143,8 @@ class ConvertOptions:
         return self.threads if self.threads > 0 else max(1, min(4, available_cpus()))
 
     def writer_options(self) -> WriterOptions:
-        """The Parquet writer part of the options."""
-        return WriterOptions(
-            row_group_rows=self.row_group_rows,
-            row_group_bytes=self.row_group_bytes,
-            buffer_bytes=self.buffer_bytes,
-            max_open_writers=self.max_open_writers,
-            compression=self.compression,
-            compression_level=self.compression_level,
-            encode_threads=self.thread_count,
-            split_unpartitioned=self.split_output,
-        )
-
-
-@dataclass(frozen=True)
-class OutputFile:
-    """One staged Parquet file."""
-
-    key: str
-    path: Path
-    rows: int
-    bytes: int
-    partition: dict[str, str]
+        """``writer``, encoding on ``thread_count`` threads."""
+        return replace(self.writer, encode_threads=self.thread_count)
 
 
 @dataclass(frozen=True)
@@ -298,7 +275,7 @@ class _Run:
         """The rest, in file order: ``unique``, quarantine, hook, observers, writing."""
         self.rows_in += chunk.records
         self.blank_lines += chunk.blank_lines
-        rejected = [Rejected(b.line, b.rule, b.column, b.value, b.reason, b.text) for b in chunk.bad]
+        rejected = list(chunk.bad)
         typed, rejects = self.validator.finish(checked if checked is not None else self.check(chunk))
         if len(rejects):
             for (line, text), rule, col, value, reason in zip(
@@ -309,7 +286,7 @@ class _Run:
                 rejects.reasons,
                 strict=True,
             ):
-                rejected.append(Rejected(line, rule, col, value, reason, text))
+                rejected.append(Rejected(line, text, rule, col, value, reason))
         kept: np.ndarray | None = None  # the chunk's rows that `typed` holds, once rows leave it after `finish`
         if self.hook is not None and typed.num_rows:
             typed, dropped = self.hook(typed, chunk.first_line)
@@ -317,7 +294,7 @@ class _Run:
                 kept = np.setdiff1d(np.arange(chunk.table.num_rows), rejects.rows)
                 reason = f"was dropped by transform hook {self.contract.transform}"
                 for line, text in chunk.locate(kept[dropped].tolist()):
-                    rejected.append(Rejected(line, "row.transform", None, None, reason, text))
+                    rejected.append(Rejected(line, text, "row.transform", None, None, reason))
                 kept = np.delete(kept, dropped)
         paths = partition_paths(typed, self.contract) if typed.num_rows else None
         long = long_paths(paths, self.contract, self.run_id) if isinstance(paths, pa.DictionaryArray) else None
@@ -359,7 +336,7 @@ class _Run:
                 f"takes at most {MAX_SEGMENT_BYTES} bytes and an S3 key {MAX_KEY_BYTES}"
             )
             value = _text(values.column(p.source)[k].as_py())
-            rejected.append(Rejected(line, f"{p.source}.partition", p.source, value, reason, text))
+            rejected.append(Rejected(line, text, f"{p.source}.partition", p.source, value, reason))
         return rejected
 
     def _check_ratio(self) -> None:
@@ -611,7 +588,7 @@ def convert(
         raise
     finally:
         shutil.rmtree(staging_dir / "_spill", ignore_errors=True)
-    files = tuple(OutputFile(o.key, o.path, o.rows, o.bytes, o.partition) for o in outputs)
+    files = tuple(outputs)
     return ConvertResult(
         rows_in=run.rows_in,
         rows_out=run.rows_out,

@@ -6,7 +6,7 @@ import csv
 import io
 import itertools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import pytest
 
 from sluice.contracts import Contract, parse_contract
 from sluice.infer import infer_contract
+from sluice.partitioning import WriterOptions
 from sluice.transform import ConvertOptions, ConvertResult, convert
 
 _counter = itertools.count()
@@ -76,6 +77,15 @@ def read_rejected(result: ConvertResult) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def convert_options(**options: Any) -> ConvertOptions:
+    """`ConvertOptions` from flat keyword arguments: those naming a `WriterOptions` field go to ``writer``."""
+    writer = {f.name for f in fields(WriterOptions)}
+    return ConvertOptions(
+        **{k: v for k, v in options.items() if k not in writer},
+        writer=WriterOptions(**{k: v for k, v in options.items() if k in writer}),
+    )
+
+
 def convert_bytes(
     data: bytes,
     contract: Contract,
@@ -96,7 +106,7 @@ def convert_bytes(
         source_name="s3://raw/t/file.csv (version v1)",
         staging_dir=staging,
         observers=observers,
-        options=ConvertOptions(**options),
+        options=convert_options(**options),
         progress=progress,
     )
     assert result.rows_in == result.rows_out + result.rows_rejected

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sluice.partitioning import PartitionedWriter, WriterOptions, WrittenFile
+from sluice.partitioning import OutputFile, PartitionedWriter, WriterOptions
 
 SCHEMA = pa.schema([("n", pa.int64()), ("s", pa.string()), ("p", pa.string())])
 
@@ -30,7 +30,7 @@ def _write(
     batches: list[tuple[pa.Table, pa.Array | None]],
     before_close: Any = None,
     **options: Any,
-) -> list[WrittenFile]:
+) -> list[OutputFile]:
     writer = PartitionedWriter(tmp_path, dataset="d", run_id="r", schema=SCHEMA, options=WriterOptions(**options))
     for table, paths in batches:
         writer.write(table, paths)
@@ -53,13 +53,13 @@ def _partitioned(assignment: list[int], batch: int) -> list[tuple[pa.Table, pa.A
     return out
 
 
-def _rows(file: WrittenFile) -> list[int]:
+def _rows(file: OutputFile) -> list[int]:
     table = pq.read_table(file.path)
     assert table.num_rows == file.rows
     return [int(n) for n in table.column("n").to_pylist()]
 
 
-def _row_groups(file: WrittenFile) -> list[int]:
+def _row_groups(file: OutputFile) -> list[int]:
     meta = pq.ParquetFile(file.path).metadata
     return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
 

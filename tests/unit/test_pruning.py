@@ -34,7 +34,7 @@ def written(tmp_path_factory):
     lines = [f"{i},C-{i // (ROWS // GROUPS):04d},{cities[i % 4]},2026-{1 + i * 12 // ROWS:02d}-01" for i in range(ROWS)]
     data = ("n,customer,city,at\n" + "\n".join(lines) + "\n").encode()
     out = convert_bytes(
-        data, contract, tmp_path_factory.mktemp("pruning"), row_group_rows=ROWS // GROUPS, split_output=False
+        data, contract, tmp_path_factory.mktemp("pruning"), row_group_rows=ROWS // GROUPS, split_unpartitioned=False
     )
     [file] = out.result.outputs
     return file.path

@@ -363,7 +363,7 @@ def test_unpartitioned_output_is_split_over_the_encoding_threads(run_convert, ma
     split = run_convert(data, c, block_size=512, row_group_rows=600, threads=3)
     assert sorted(o.key for o in split.result.outputs) == [f"t/run-1-{n}.parquet" for n in range(3)]
     assert sorted(split.column("n")) == list(range(5000))
-    single = run_convert(data, c, block_size=512, row_group_rows=600, threads=3, split_output=False)
+    single = run_convert(data, c, block_size=512, row_group_rows=600, threads=3, split_unpartitioned=False)
     assert [o.key for o in single.result.outputs] == ["t/run-1-0.parquet"]
     assert single.column("n") == list(range(5000))
     small = run_convert(b"n,s\n1,a\n", c, threads=3)

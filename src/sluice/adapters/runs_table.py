@@ -13,6 +13,7 @@ from boto3.dynamodb.conditions import Attr, Key
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from sluice.adapters.aws_errors import mapping_methods
 from sluice.adapters.clients import RETRIES, client
 from sluice.errors import CommitConflictError
 from sluice.ports import Guard
@@ -48,8 +49,9 @@ def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
     return cast(dict[str, Any], plain(dict(item)))
 
 
+@mapping_methods
 class DynamoRunTable:
-    """:class:`sluice.ports.RunTable` on DynamoDB."""
+    """:class:`sluice.ports.RunTable` on DynamoDB (throttling, 5xx, dropped connections: TransientError)."""
 
     def __init__(self, table_name: str) -> None:
         self._name = table_name

@@ -10,6 +10,7 @@ from typing import Any, BinaryIO, cast
 
 from boto3.s3.transfer import TransferConfig
 
+from sluice.adapters.aws_errors import is_transient, mapping_methods, transient
 from sluice.adapters.clients import client
 from sluice.uris import s3_uri, split_uri
 
@@ -21,8 +22,9 @@ def _version(version_id: str | None) -> dict[str, str]:
     return {"VersionId": version_id} if version_id and version_id != "null" else {}
 
 
+@mapping_methods
 class S3Store:
-    """:class:`sluice.ports.ObjectStore` on Amazon S3."""
+    """:class:`sluice.ports.ObjectStore` on Amazon S3 (throttling, 5xx, dropped connections: TransientError)."""
 
     def __init__(self) -> None:
         self._s3 = client("s3")
@@ -119,7 +121,12 @@ class _BodyReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
-        data = self._body.read(len(buffer))
+        try:
+            data = self._body.read(len(buffer))
+        except Exception as exc:  # a connection reset or timed out mid-stream: the state machine retries
+            if is_transient(exc):
+                raise transient(exc) from exc
+            raise
         n = len(data)
         buffer[:n] = data
         return n
