@@ -119,7 +119,7 @@ def read_file_head(store: ObjectStore, source: SourceObject, size: int, contract
 
     """
     from sluice.csvsource import CsvFormat, CsvReader
-    from sluice.headers import check_header
+    from sluice.drift import plan_header
     from sluice.textstream import Utf8Blocks
 
     where = describe(source)
@@ -137,7 +137,7 @@ def read_file_head(store: ObjectStore, source: SourceObject, size: int, contract
     )
     cells = reader.read_header(skip_lines=dialect.skip_rows, header=dialect.header)
     if cells is not None:
-        check_header(cells, contract, where)
+        plan_header(cells, contract, where)
     lines = reader.line - 1
     head = bytes(raw.data)
     start = _offset_after_lines(head, lines, len(head) >= size)

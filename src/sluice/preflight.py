@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 
 from sluice.compressed import SNIFF_BYTES, decompress_head, refuse_binary, sniff
 from sluice.contracts import Contract, resolve_dataset
+from sluice.drift import plan_header
 from sluice.errors import InputRejectedError
-from sluice.headers import check_header as check_header_cells
 from sluice.payloads import RunInput, SourceObject, ValidateResult
 from sluice.ports import ObjectStore
 
@@ -85,7 +85,7 @@ def check_header(text: str, contract: Contract, where: str) -> None:
                 f"{len(contract.columns)} columns (rule file.header)"
             )
         return
-    check_header_cells(rows[dialect.skip_rows], contract, where)
+    plan_header(rows[dialect.skip_rows], contract, where)
 
 
 def fanout_blocker(contract: Contract) -> str | None:

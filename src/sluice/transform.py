@@ -23,9 +23,8 @@ import pyarrow as pa
 from sluice.compressed import RATIO_SLACK, open_source
 from sluice.contracts import Contract
 from sluice.csvsource import Chunk, CsvFormat, CsvReader, Piece, count_line_breaks
-from sluice.drift import HeaderPlan, same_header
+from sluice.drift import HeaderPlan, plan_header, same_header
 from sluice.errors import InputRejectedError, RejectThresholdError
-from sluice.headers import check_header
 from sluice.partitioning import (
     MAX_KEY_BYTES,
     MAX_SEGMENT_BYTES,
@@ -453,7 +452,7 @@ def _read(reader: CsvReader, run: _Run, opts: ConvertOptions) -> None:
     if opts.header is None:
         cells = reader.read_header(skip_lines=contract.dialect.skip_rows, header=contract.dialect.header)
     if cells is not None:
-        run.adopt(check_header(cells, contract, run.source_name))
+        run.adopt(plan_header(cells, contract, run.source_name))
     if opts.thread_count > 1:
         _process_in_parallel(reader, run, opts.thread_count, opts.block_size)
     else:
@@ -612,7 +611,6 @@ __all__ = [
     "OutputFile",
     "Progress",
     "ProgressHook",
-    "check_header",
     "convert",
     "throttled",
 ]
