@@ -112,10 +112,11 @@ class ConvertOptions:
     is irregular; from such a chunk on, the file is parsed one chunk at a time.
 
     Working memory is roughly (2 x ``threads`` + 2) x 4 x ``block_size`` (chunks being parsed
-    and checked) + ``writer.buffer_bytes`` (rows waiting for their row group) + ``threads`` x
-    ``writer.row_group_bytes`` (row groups being encoded) + 8 bytes per distinct value of each
-    ``unique`` column (twice that while its index merges), on top of ~85 MB for Python and
-    pyarrow once imported (pandas only with a contract hook) and ~30-50 MB the allocators keep.
+    and checked; long rows add to it, see :meth:`working_memory`) + ``writer.buffer_bytes``
+    (rows waiting for their row group) + ``threads`` x ``writer.row_group_bytes`` (row groups
+    being encoded) + 8 bytes per distinct value of each ``unique`` column (twice that while its
+    index merges), on top of ~85 MB for Python and pyarrow once imported (pandas only with a
+    contract hook) and ~30-50 MB the allocators keep.
 
     ``header`` and ``first_line`` convert a byte range: `source` then starts at a record boundary
     on physical line ``first_line``, has no header of its own, and ``header`` is the file's
@@ -144,6 +145,17 @@ class ConvertOptions:
     def writer_options(self) -> WriterOptions:
         """``writer``, encoding on ``thread_count`` threads."""
         return replace(self.writer, encode_threads=self.thread_count)
+
+    def working_memory(self, max_row_bytes: int) -> int:
+        """The working memory bound above in bytes, for rows of up to `max_row_bytes`.
+
+        Long rows add to it: the piece being parsed and the one read ahead may each pass
+        ``block_size`` by one row, and so may each row group being encoded. The index of
+        ``unique`` columns and the fixed base (Python, pyarrow, allocator caches) are not counted.
+        """
+        threads, writer = self.thread_count, self.writer
+        pieces = (2 * threads + 2) * 4 * self.block_size + 2 * 4 * max_row_bytes
+        return pieces + writer.buffer_bytes + threads * (writer.row_group_bytes + max_row_bytes)
 
 
 @dataclass(frozen=True)
