@@ -10,8 +10,8 @@ from sluice.adapters.runs_table import DynamoRunTable
 from sluice.adapters.sfn import StepFunctions
 from sluice.contracts import load_contracts
 from sluice.errors import SluiceError
-from sluice.ingest import UNKNOWN_DATASET, rerun, run_input_for
-from sluice.payloads import SourceObject
+from sluice.pipeline.ingest import UNKNOWN_DATASET, rerun, run_input_for
+from sluice.pipeline.payloads import SourceObject
 from sluice.uris import split_uri
 from sluice_cli.connection import Connection, project_root, running
 
