@@ -12,11 +12,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sluice.commit import CommitOutcome, Committer
-from sluice.landing import land_run
-from sluice.payloads import SourceObject, TransformResult, ValidateResult
-from sluice.runid import run_id_for
-from sluice.runs import started_record
+from sluice.pipeline.commit import CommitOutcome, Committer
+from sluice.pipeline.landing import land_run
+from sluice.pipeline.payloads import SourceObject, TransformResult, ValidateResult
+from sluice.pipeline.runid import run_id_for
+from sluice.pipeline.runs import started_record
 from tests import fanout_data
 from tests.fakes import MemoryRunTable, MemoryStore
 

@@ -17,9 +17,9 @@ import pyarrow.csv as pacsv
 from peer_io import Stopwatch, parse_args
 
 from sluice.contracts import load_contract
-from sluice.partitioning import PartitionedWriter, WriterOptions
-from sluice.rules import contract_schema
-from sluice.transform import ConvertOptions
+from sluice.engine.partitioning import PartitionedWriter, WriterOptions
+from sluice.engine.rules import contract_schema
+from sluice.engine.transform import ConvertOptions
 
 
 def main() -> int:

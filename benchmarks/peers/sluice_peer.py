@@ -1,4 +1,4 @@
-"""sluice's engine through its Python API: ``sluice.transform.convert`` with default options.
+"""sluice's engine through its Python API: ``sluice.engine.transform.convert`` with default options.
 
 ``--cprofile FILE`` writes a cProfile of the conversion (imports excluded) to FILE.
 """
@@ -11,7 +11,7 @@ import sys
 from peer_io import Stopwatch, parse_args
 
 from sluice.contracts import load_contract
-from sluice.transform import ConvertOptions, convert
+from sluice.engine.transform import ConvertOptions, convert
 
 
 def main() -> int:

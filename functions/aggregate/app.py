@@ -19,9 +19,9 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sluice.adapters.aggregates_table import DynamoAggregateStore
+from sluice.aggregates.windows import DEFAULT_BUDGET, Window, WindowState
 from sluice.contracts import Contract, contract_by_name
 from sluice.settings import contracts, settings
-from sluice.windows import DEFAULT_BUDGET, Window, WindowState
 
 logger = Logger()
 tracer = Tracer()

@@ -1,7 +1,7 @@
 """Cleanup function (EventBridge schedule): housekeeping that keeps the commit protocol's promises.
 
 It finishes interrupted commits and compactions, compacts partitions of small files, records
-silent failures, removes what no commit owns and fails stuck runs (``sluice.cleanup``). The
+silent failures, removes what no commit owns and fails stuck runs (``sluice.pipeline.cleanup``). The
 event's ``detail`` may ask for a plan only (``{"dry_run": true}``) or bound the actions
 (``{"max_actions": n}``); the invocation stops between steps when its remaining time runs low,
 and the next one resumes.
@@ -19,9 +19,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from sluice.adapters.runs_table import DynamoRunTable
 from sluice.adapters.s3 import S3Store
 from sluice.adapters.sfn import StepFunctions
-from sluice.cleanup import clean, metric_counts
-from sluice.commit import Committer
-from sluice.compaction import Budget, Compactor
+from sluice.pipeline.cleanup import clean, metric_counts
+from sluice.pipeline.commit import Committer
+from sluice.pipeline.compaction import Budget, Compactor
 from sluice.settings import contracts, settings
 
 logger = Logger()

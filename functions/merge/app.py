@@ -6,8 +6,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sluice.adapters.s3 import S3Store
 from sluice.contracts import contract_by_name
-from sluice.fanout import merge_run
-from sluice.payloads import PlanResult, TransformResult
+from sluice.pipeline.fanout import merge_run
+from sluice.pipeline.payloads import PlanResult, TransformResult
 from sluice.settings import contracts, settings
 
 logger = Logger()

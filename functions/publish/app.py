@@ -23,8 +23,8 @@ from sluice.adapters.clients import RETRIES
 from sluice.adapters.kinesis import KinesisPublisher
 from sluice.adapters.runs_table import DynamoRunTable
 from sluice.adapters.s3 import S3Store
-from sluice.payloads import CommittedResult
-from sluice.publication import Published, publish_committed, publish_run
+from sluice.pipeline.payloads import CommittedResult
+from sluice.pipeline.publication import Published, publish_committed, publish_run
 from sluice.settings import settings
 
 logger = Logger()

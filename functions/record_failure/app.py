@@ -7,8 +7,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sluice.adapters.runs_table import DynamoRunTable
-from sluice.payloads import FailureInput
-from sluice.runs import FAILED, failed_record
+from sluice.pipeline.payloads import FailureInput
+from sluice.pipeline.runs import FAILED, failed_record
 from sluice.settings import settings
 
 logger = Logger()

@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sluice.adapters.runs_table import DynamoRunTable
 from sluice.adapters.sfn import StepFunctions
-from sluice.ingest import Started, is_sqs_event, record_unstartable, start_runs
+from sluice.pipeline.ingest import Started, is_sqs_event, record_unstartable, start_runs
 from sluice.settings import contracts, settings
 
 logger = Logger()

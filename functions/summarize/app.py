@@ -1,6 +1,6 @@
 """Summarize function: commit a converted run and record its summary.
 
-The commit (``sluice.commit``) publishes the run's staged Parquet and retires the previous
+The commit (``sluice.pipeline.commit``) publishes the run's staged Parquet and retires the previous
 version of the same raw key in one decided step; the run's record then says COMMITTED (or
 SUPERSEDED, when a newer version of the key is already live).
 """
@@ -13,9 +13,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sluice.adapters.runs_table import DynamoRunTable
 from sluice.adapters.s3 import S3Store
-from sluice.commit import Committer
-from sluice.compaction import Compactor
-from sluice.payloads import CommittedResult, TransformResult
+from sluice.pipeline.commit import Committer
+from sluice.pipeline.compaction import Compactor
+from sluice.pipeline.payloads import CommittedResult, TransformResult
 from sluice.settings import settings
 
 logger = Logger()

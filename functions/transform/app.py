@@ -8,10 +8,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sluice.adapters.s3 import S3Store
 from sluice.contracts import contract_by_name
-from sluice.landing import land_range, land_run
-from sluice.payloads import RangeResult, RangeTask, TransformResult, ValidateResult
+from sluice.engine.transform import Progress, ProgressHook, throttled
+from sluice.pipeline.landing import land_range, land_run
+from sluice.pipeline.payloads import RangeResult, RangeTask, TransformResult, ValidateResult
 from sluice.settings import contracts, settings
-from sluice.transform import Progress, ProgressHook, throttled
 
 logger = Logger()
 tracer = Tracer()

@@ -5,9 +5,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sluice.adapters.runs_table import DynamoRunTable
 from sluice.adapters.s3 import S3Store
-from sluice.payloads import RunInput, ValidateResult
-from sluice.preflight import validate_run
-from sluice.runs import started_record
+from sluice.pipeline.payloads import RunInput, ValidateResult
+from sluice.pipeline.preflight import validate_run
+from sluice.pipeline.runs import started_record
 from sluice.settings import contracts, settings
 
 logger = Logger()

@@ -111,57 +111,14 @@ def _athena_work_group(client: ClientFactory, dep: Deployment, lid: str, props: 
     return str(props["Name"])
 
 
-# CloudFormation's AWS::CloudWatch::Alarm properties are PutMetricAlarm's parameters; these need numbers.
-_ALARM_INTS = ("Period", "EvaluationPeriods", "DatapointsToAlarm")
-_ALARM_PASSED = (
-    "AlarmDescription",
-    "AlarmActions",
-    "OKActions",
-    "InsufficientDataActions",
-    "MetricName",
-    "Namespace",
-    "Statistic",
-    "ExtendedStatistic",
-    "Dimensions",
-    "Unit",
-    "ComparisonOperator",
-    "TreatMissingData",
-    "EvaluateLowSampleCountPercentile",
-    "Metrics",
-    "ThresholdMetricId",
-    "Tags",
-)
-
-
-def alarm_parameters(stack_name: str, lid: str, props: dict[str, Any]) -> dict[str, Any]:
-    """PutMetricAlarm's keyword arguments for a resolved AWS::CloudWatch::Alarm (moto's CloudFormation skips alarms)."""
-    kwargs: dict[str, Any] = {k: props[k] for k in _ALARM_PASSED if k in props}
-    kwargs["AlarmName"] = str(props.get("AlarmName") or f"{stack_name}-{lid}")
-    kwargs.update({k: int(props[k]) for k in _ALARM_INTS if k in props})
-    if "Threshold" in props:
-        kwargs["Threshold"] = float(props["Threshold"])
-    if "ActionsEnabled" in props:
-        kwargs["ActionsEnabled"] = str(props["ActionsEnabled"]).lower() == "true"
-    for query in kwargs.get("Metrics", []):
-        if "Period" in query:
-            query["Period"] = int(query["Period"])
-        if "Period" in query.get("MetricStat", {}):
-            query["MetricStat"]["Period"] = int(query["MetricStat"]["Period"])
-        if "ReturnData" in query:
-            query["ReturnData"] = str(query["ReturnData"]).lower() == "true"
-    return kwargs
-
-
-def _alarm(client: ClientFactory, dep: Deployment, lid: str, props: dict[str, Any]) -> str | None:
-    cloudwatch = client("cloudwatch")
-    created = dep.resources.get(lid)  # by moto's CloudFormation, when a model for the type is registered
-    name = created or alarm_parameters(dep.stack_name, lid, props)["AlarmName"]
-    if not created:
-        cloudwatch.put_metric_alarm(**alarm_parameters(dep.stack_name, lid, props))
+def _alarm(client: ClientFactory, dep: Deployment, lid: str, props: dict[str, Any]) -> None:
+    """Start an alarm as AWS does: moto's CloudFormation created it (cfnmodels.AlarmModel) in OK."""
+    name = dep.resources.get(lid)
+    if name is None:
+        raise KeyError(f"{lid} was not created: is localcloud.cfnmodels registered?")
     # AWS starts a new alarm in INSUFFICIENT_DATA (moto in OK); moto never evaluates it afterwards
-    cloudwatch.set_alarm_state(
+    client("cloudwatch").set_alarm_state(
         AlarmName=name,
         StateValue="INSUFFICIENT_DATA",
         StateReason="Unchecked: Initial alarm creation",
     )
-    return None if created else str(name)

@@ -105,7 +105,7 @@ class RunTable(Protocol):
         ...
 
     def get_head(self, source_uri: str) -> dict[str, Any] | None:
-        """The commit head of raw key `source_uri` (:class:`sluice.commit.Head` as a dict), or None."""
+        """The commit head of raw key `source_uri` (:class:`sluice.pipeline.commit.Head` as a dict), or None."""
         ...
 
     def write_commit(

@@ -8,7 +8,7 @@ have documented defaults; those of fan-out, compaction and the window-state budg
 domain's own (``FanoutSettings``, ``CompactionSettings``, ``windows.DEFAULT_BUDGET``) and apply
 when the variable is unset. A value that is not a whole number fails with its variable's name.
 (The Lambda runtime's own variables, e.g. ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE`` read by
-``sluice.transform.available_cpus``, are not settings.)
+``sluice.engine.transform.available_cpus``, are not settings.)
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from sluice.contracts import Contract, load_contracts
 from sluice.errors import SluiceError
 
 if TYPE_CHECKING:
-    from sluice.cleanup import CompactionSettings
-    from sluice.fanout import FanoutSettings
+    from sluice.pipeline.cleanup import CompactionSettings
+    from sluice.pipeline.fanout import FanoutSettings
 
 
 class SettingsError(SluiceError):
@@ -136,7 +136,7 @@ class Settings:
 
     def fanout(self) -> FanoutSettings:
         """How Plan splits files: FANOUT_RANGE_BYTES, FANOUT_MAX_CONCURRENCY over the domain's defaults."""
-        from sluice.fanout import FanoutSettings
+        from sluice.pipeline.fanout import FanoutSettings
 
         return replace(
             FanoutSettings(), **_given(range_bytes=self.fanout_range_bytes, max_concurrency=self.fanout_max_concurrency)
@@ -144,7 +144,7 @@ class Settings:
 
     def compaction(self) -> CompactionSettings:
         """When cleanup compacts a partition: COMPACTION_* over the domain's defaults."""
-        from sluice.cleanup import CompactionSettings
+        from sluice.pipeline.cleanup import CompactionSettings
 
         minutes = self.compaction_min_age_minutes
         return replace(

@@ -3,7 +3,7 @@
 A Lambda function gets CPU time in proportion to its memory: one vCPU at 1,769 MB, two at 3,538,
 and so on (up to 6 at 10,240 MB). ``sluice tune`` runs the transform once per memory size with
 the process pinned to that many CPUs (at most the CPUs of the machine) and the engine's thread
-count picked as on Lambda (:func:`sluice.transform.available_cpus`), then turns each
+count picked as on Lambda (:func:`sluice.engine.transform.available_cpus`), then turns each
 :class:`Measurement` into GB-seconds and dollars here. Prices live in :mod:`sluice.prices`.
 
 Sizes (input per GB) are GiB: 2**30 bytes.

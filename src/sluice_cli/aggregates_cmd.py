@@ -10,7 +10,7 @@ from typing import Any
 from rich.table import Table
 
 from sluice.adapters.aggregates_table import DynamoAggregateStore
-from sluice.aggregate_reads import AggregateRow, parse_time, read_aggregates
+from sluice.aggregates.reads import AggregateRow, parse_time, read_aggregates
 from sluice.errors import SluiceError
 from sluice_cli.connection import Connection, running
 from sluice_cli.display import make_console

@@ -9,7 +9,7 @@ from typing import Any
 
 from localcloud.events import scheduled_event
 from sluice.errors import SluiceError
-from sluice_cli.connection import Connection, running
+from sluice_cli.connection import add_target_arguments, connect
 from sluice_cli.local_cmd import cleanup_detail
 
 
@@ -25,21 +25,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="plan only: change nothing")
     p.add_argument("--max-actions", type=int, metavar="N", help="stop after N actions (the next pass resumes)")
     p.add_argument("--at", metavar="ISO", help="the time the cleanup acts as of (default now)")
-    p.add_argument("--stack", help="a deployed stack (AWS credentials as for the AWS CLI)")
-    p.add_argument("--profile", help="AWS profile (with --stack)")
-    p.add_argument("--region", help="AWS region (with --stack)")
-    p.add_argument("--endpoint-url", help="AWS endpoint (with --stack)")
+    add_target_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Invoke Cleanup; print its report as JSON (exit 1 when the function failed)."""
-    if args.stack:
-        conn = Connection.for_stack(args.stack, profile=args.profile, region=args.region, endpoint=args.endpoint_url)
-    elif args.profile or args.region or args.endpoint_url:
-        raise SluiceError("--profile, --region and --endpoint-url go with --stack")
-    else:
-        conn = running()
+    conn = connect(args)
     try:
         at = datetime.fromisoformat(args.at.replace("Z", "+00:00")) if args.at else datetime.now(UTC)
     except ValueError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -139,3 +140,27 @@ def running(root: Path | None = None) -> Connection:
             f"the local cloud recorded in {path} ({conn.endpoint}) does not answer: start one with `sluice local up`"
         ) from exc
     return conn
+
+
+def add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--stack`` and the credentials that go with it: which cloud a command talks to."""
+    parser.add_argument("--stack", help="a deployed stack (AWS credentials as for the AWS CLI)")
+    parser.add_argument("--profile", help="AWS profile (with --stack)")
+    parser.add_argument("--region", help="AWS region (with --stack)")
+    parser.add_argument("--endpoint-url", help="AWS endpoint (with --stack)")
+
+
+def connect(args: argparse.Namespace, root: Path | None = None) -> Connection:
+    """The deployed stack ``--stack`` names, or else the running local cloud.
+
+    Raises
+    ------
+    SluiceError
+        ``--profile``, ``--region`` or ``--endpoint-url`` without ``--stack``.
+
+    """
+    if args.stack:
+        return Connection.for_stack(args.stack, profile=args.profile, region=args.region, endpoint=args.endpoint_url)
+    if args.profile or args.region or args.endpoint_url:
+        raise SluiceError("--profile, --region and --endpoint-url go with --stack")
+    return running(root)

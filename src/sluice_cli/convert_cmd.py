@@ -9,14 +9,14 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from sluice.catalog import unprojected
 from sluice.contracts import Contract, load_contract
+from sluice.engine.infer import InferOptions, infer_contract
+from sluice.engine.transform import ConvertOptions, Progress, throttled
 from sluice.errors import RejectThresholdError, SluiceError
-from sluice.infer import InferOptions, infer_contract
-from sluice.landing import LocalDir, land
-from sluice.payloads import SourceObject
-from sluice.runid import checked, run_id_for
-from sluice.transform import ConvertOptions, Progress, throttled
+from sluice.pipeline.catalog import unprojected
+from sluice.pipeline.landing import LocalDir, land
+from sluice.pipeline.payloads import SourceObject
+from sluice.pipeline.runid import checked, run_id_for
 
 
 def register(subparsers: Any) -> None:
@@ -113,7 +113,7 @@ class ProgressLine:
 def _glue(args: argparse.Namespace) -> int:
     import yaml
 
-    from sluice.catalog import glue_table, logical_id
+    from sluice.pipeline.catalog import glue_table, logical_id
 
     resources = {}
     for path in args.files:
@@ -263,7 +263,7 @@ def _check(args: argparse.Namespace) -> int:
     if failed:
         return 2
     if len(loaded) == 2 and loaded[0].dataset == loaded[1].dataset:
-        from sluice.drift import compatibility
+        from sluice.engine.drift import compatibility
 
         problems = compatibility(*loaded)
         for p in problems:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sluice.errors import SluiceError
-from sluice_cli.connection import Connection, project_root, running
+from sluice_cli.connection import Connection, add_target_arguments, connect, project_root
 from sluice_cli.invoke_cmd import DEFAULT_EVENTS, function_ids
 from sluice_cli.seeding import placeholders, read_event
 
@@ -32,12 +32,7 @@ def register(subparsers: Any) -> None:
         help="write events/*.json with their ${LogicalId} placeholders filled in, and env.json (for sam local invoke)",
     )
     render_parser.add_argument("--out", type=Path, help="folder to write (default: .sluice/events in the project)")
-    render_parser.add_argument(
-        "--stack",
-        metavar="NAME",
-        help="take the names from this deployed CloudFormation stack (credentials and region from the usual "
-        "AWS settings: AWS_PROFILE, AWS_REGION, ...); default: the running local cloud",
-    )
+    add_target_arguments(render_parser)  # default: the running local cloud
     render_parser.set_defaults(func=run)
 
 
@@ -89,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     """Render from the running local cloud or from ``--stack``; prints how to use the result."""
     root = project_root()
     out = args.out or root / ".sluice" / "events"
-    conn = Connection.for_stack(args.stack) if args.stack else running(root)
+    conn = connect(args, root)
     written = render(conn, root, out)
     source = f"stack {args.stack}" if args.stack else f"the local cloud at {conn.endpoint}"
     print(f"wrote {len(written) - 1} events and {ENV_FILE} to {out} from {source}; for example (needs Docker):")

@@ -27,12 +27,12 @@ import pyarrow.parquet as pq
 from rich.table import Table
 
 from sluice.adapters.runs_table import records_snapshot
-from sluice.catalog import hive_type
 from sluice.contracts import Contract, load_contracts
+from sluice.engine.partitioning import partition_schema, partition_type
+from sluice.engine.rules import contract_schema
 from sluice.errors import SluiceError
-from sluice.partitioning import partition_schema, partition_type
-from sluice.rules import contract_schema
-from sluice.visibility import Snapshots, committed_files
+from sluice.pipeline.catalog import hive_type
+from sluice.pipeline.visibility import Snapshots, committed_files
 from sluice_cli.connection import REGION, Connection, project_root, running
 from sluice_cli.display import make_console
 
@@ -72,7 +72,7 @@ def s3_filesystem(conn: Connection) -> pafs.S3FileSystem:
 
 
 class _Records:
-    """The runs table of a connection, read as consistent snapshots (what :mod:`sluice.visibility` needs)."""
+    """The runs table of a connection, read as consistent snapshots (what :mod:`sluice.pipeline.visibility` needs)."""
 
     def __init__(self, conn: Connection) -> None:
         self._dynamodb = conn.client("dynamodb")
@@ -95,7 +95,7 @@ def dataset_of(
     Its schema: the contract's columns, then any other column some file holds (matched by name:
     files of older contract versions lack newer columns, which read as NULL), then the partition
     columns typed by the contract. With `records` (the runs table of the curated bucket `base`),
-    the files are what is committed (:mod:`sluice.visibility`): never both a compaction's inputs
+    the files are what is committed (:mod:`sluice.pipeline.visibility`): never both a compaction's inputs
     and its output, nor neither; without, every file listed.
     """
     root = f"{base.rstrip('/')}/{contract.dataset}"

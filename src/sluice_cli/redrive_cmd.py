@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 from sluice.errors import SluiceError
-from sluice_cli.connection import Connection, running
+from sluice_cli.connection import Connection, add_target_arguments, connect
 
 BATCH = 10
 
@@ -29,20 +29,9 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("queue", choices=("ingest", "aggregate"))
-    p.add_argument("--stack", help="a deployed stack (AWS credentials as for the AWS CLI)")
-    p.add_argument("--profile", help="AWS profile (with --stack)")
-    p.add_argument("--region", help="AWS region (with --stack)")
-    p.add_argument("--endpoint-url", help="AWS endpoint (with --stack)")
+    add_target_arguments(p)
     p.add_argument("--max", type=int, default=10_000, help="at most this many messages (default 10,000)")
     p.set_defaults(func=run)
-
-
-def _connection(args: argparse.Namespace) -> Connection:
-    if args.stack:
-        return Connection.for_stack(args.stack, profile=args.profile, region=args.region, endpoint=args.endpoint_url)
-    if args.profile or args.region or args.endpoint_url:
-        raise SluiceError("--profile, --region and --endpoint-url go with --stack")
-    return running()
 
 
 def _drain(sqs: Any, queue_url: str, most: int) -> Any:
@@ -103,7 +92,7 @@ def redrive_aggregate(conn: Connection, most: int) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Redrive one dead-letter queue; print what was sent back."""
-    conn = _connection(args)
+    conn = connect(args)
     if args.queue == "ingest":
         print(json.dumps({"queue": "ingest", "events_sent_back": redrive_ingest(conn, args.max)}))
     else:

@@ -10,10 +10,10 @@ from sluice.adapters.runs_table import DynamoRunTable
 from sluice.adapters.sfn import StepFunctions
 from sluice.contracts import load_contracts
 from sluice.errors import SluiceError
-from sluice.ingest import UNKNOWN_DATASET, rerun, run_input_for
-from sluice.payloads import SourceObject
+from sluice.pipeline.ingest import UNKNOWN_DATASET, rerun, run_input_for
+from sluice.pipeline.payloads import SourceObject
 from sluice.uris import split_uri
-from sluice_cli.connection import Connection, project_root, running
+from sluice_cli.connection import Connection, add_target_arguments, connect, project_root
 
 
 def register(subparsers: Any) -> None:
@@ -27,19 +27,8 @@ def register(subparsers: Any) -> None:
         "Without --stack it talks to the running local cloud (`sluice local up`).",
     )
     p.add_argument("target", metavar="RUN_ID|s3://BUCKET/KEY")
-    p.add_argument("--stack", help="a deployed stack (AWS credentials as for the AWS CLI)")
-    p.add_argument("--profile", help="AWS profile (with --stack)")
-    p.add_argument("--region", help="AWS region (with --stack)")
-    p.add_argument("--endpoint-url", help="AWS endpoint (with --stack)")
+    add_target_arguments(p)
     p.set_defaults(func=run)
-
-
-def _connection(args: argparse.Namespace) -> Connection:
-    if args.stack:
-        return Connection.for_stack(args.stack, profile=args.profile, region=args.region, endpoint=args.endpoint_url)
-    if args.profile or args.region or args.endpoint_url:
-        raise SluiceError("--profile, --region and --endpoint-url go with --stack")
-    return running()
 
 
 def _source_of_key(conn: Connection, uri: str) -> SourceObject:
@@ -59,7 +48,7 @@ def _source_of_key(conn: Connection, uri: str) -> SourceObject:
 
 def run(args: argparse.Namespace) -> int:
     """Start the rerun; print its run id."""
-    conn = _connection(args)
+    conn = connect(args)
     with conn.environment():
         if args.target.startswith("s3://"):
             source = _source_of_key(conn, args.target)

@@ -21,7 +21,7 @@ import pyarrow.compute  # noqa: E402
 import pyarrow.csv  # noqa: E402
 import pyarrow.parquet  # noqa: E402, F401
 
-from sluice.transform import ConvertOptions  # noqa: E402
+from sluice.engine.transform import ConvertOptions  # noqa: E402
 from sluice_cli.convert_cmd import _convert_file  # noqa: E402
 
 

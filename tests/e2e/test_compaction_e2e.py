@@ -1,6 +1,6 @@
 """Compaction end to end: the scheduled cleanup on the local cloud rewrites a partition of 50 small files.
 
-Readers are ``sluice query`` (DuckDB over the committed state: sluice.visibility). Every key here
+Readers are ``sluice query`` (DuckDB over the committed state: sluice.pipeline.visibility). Every key here
 writes into one partition of its own (order_date 2026-03-15) with ids ``O-9<key><version><row>``,
 so a query of that partition sees exactly what readers see of these keys. The cleanup is fired
 with ``tick`` as if two hours later (files younger than CompactionMinAgeMinutes are left alone);

@@ -19,9 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from localcloud.remote import RemoteCloud
-from sluice.aggregates import PartialAggregator
-from sluice.preflight import describe
-from sluice.transform import convert
+from sluice.aggregates.partials import PartialAggregator
+from sluice.engine.transform import convert
+from sluice.pipeline.preflight import describe
 from sluice_cli.connection import Connection
 from tests import fanout_data
 from tests.e2e.conftest import Pipeline

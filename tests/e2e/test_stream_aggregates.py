@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from sluice.aggregates import prepare_publication, source_id
-from sluice.commit import publication_order
-from sluice.publication import stream_entries
+from sluice.aggregates.records import prepare_publication, source_id
+from sluice.pipeline.commit import publication_order
+from sluice.pipeline.publication import stream_entries
 from sluice_cli.aggregates_cmd import fetch_aggregates
 from sluice_cli.query_cmd import query
 from tests.e2e.conftest import Pipeline

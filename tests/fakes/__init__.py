@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from sluice.errors import CommitConflictError
+from sluice.pipeline.runs import head_id
 from sluice.ports import Guard
-from sluice.runs import head_id
 from sluice.uris import s3_uri, split_uri
 
 

@@ -1,4 +1,4 @@
-"""In-memory AggregateStore (sluice.windows) with injectable crashes, for unit and property tests."""
+"""In-memory AggregateStore (sluice.aggregates.windows) with injectable crashes, for unit and property tests."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import random
 import threading
 from dataclasses import replace
 
-from sluice.aggregates import ItemKey
-from sluice.windows import Contribution, StoredAggregate
+from sluice.aggregates.store import Contribution, StoredAggregate
+from sluice.aggregates.values import ItemKey
 
 
 class StoreCrash(RuntimeError):

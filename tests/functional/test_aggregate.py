@@ -17,9 +17,9 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from sluice.adapters.aggregates_table import DynamoAggregateStore
-from sluice.aggregate_reads import parse_time, read_aggregates
+from sluice.aggregates.reads import parse_time, read_aggregates
+from sluice.aggregates.windows import Window, WindowState
 from sluice.contracts import contract_by_name, load_contract
-from sluice.windows import Window, WindowState
 from sluice_cli.main import main
 from tests.functional.test_publish import orders, publish_event, stream_records, write_partials
 from tests.template_stack import deploy

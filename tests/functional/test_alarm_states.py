@@ -11,7 +11,6 @@ import pytest
 from moto import mock_aws
 from rich.console import Console
 
-from localcloud.postdeploy import alarm_parameters
 from sluice_cli.alarms import NO_ALARMS, alarm_states, alarm_table, short_name
 
 
@@ -36,31 +35,22 @@ def test_no_alarms_says_so(cloudwatch: Any) -> None:
 
 
 def test_alarms_show_state_reason_and_latest_datapoint(cloudwatch: Any) -> None:
-    # as the local cloud creates a template's AWS::CloudWatch::Alarm (values as CloudFormation gives them)
-    props = {
+    alarm = {
         "AlarmDescription": "Transform failed",
         "Namespace": "AWS/Lambda",
         "MetricName": "Errors",
         "Dimensions": [{"Name": "FunctionName", "Value": "sluice-transform"}],
         "Statistic": "Sum",
-        "Period": "60",
-        "EvaluationPeriods": "1",
-        "Threshold": "0",
+        "Period": 60,
+        "EvaluationPeriods": 1,
+        "Threshold": 0.0,
         "ComparisonOperator": "GreaterThanThreshold",
-        "ActionsEnabled": "false",
+        "ActionsEnabled": False,
     }
-    cloudwatch.put_metric_alarm(**alarm_parameters("sluice-local", "TransformErrorsAlarm", props))
-    cloudwatch.put_metric_alarm(
-        **alarm_parameters(
-            "sluice-local",
-            "IdleAlarm",
-            {**props, "MetricName": "Throttles", "AlarmName": "throttles"},
-        )
-    )
-    p99 = {k: v for k, v in props.items() if k != "Statistic"}
-    cloudwatch.put_metric_alarm(
-        **alarm_parameters("sluice-local", "Slow", {**p99, "ExtendedStatistic": "p99", "AlarmName": "slow"})
-    )
+    cloudwatch.put_metric_alarm(AlarmName="sluice-local-TransformErrorsAlarm", **alarm)
+    cloudwatch.put_metric_alarm(**{**alarm, "MetricName": "Throttles", "AlarmName": "throttles"})
+    p99 = {k: v for k, v in alarm.items() if k != "Statistic"}
+    cloudwatch.put_metric_alarm(**{**p99, "ExtendedStatistic": "p99", "AlarmName": "slow"})
     now = datetime.now(UTC)
     cloudwatch.put_metric_data(
         Namespace="AWS/Lambda",

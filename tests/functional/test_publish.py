@@ -11,9 +11,10 @@ import boto3
 import pyarrow as pa
 import pytest
 
-from sluice.aggregates import BATCH_BYTES, PartialAggregator, source_id
+from sluice.aggregates.partials import PartialAggregator
+from sluice.aggregates.records import BATCH_BYTES, source_id
 from sluice.contracts import load_contract
-from sluice.rules import contract_schema
+from sluice.engine.rules import contract_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 ORDERS = load_contract(ROOT / "contracts/orders.yaml")

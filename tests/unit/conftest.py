@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from sluice.contracts import Contract, parse_contract
-from sluice.infer import infer_contract
-from sluice.partitioning import WriterOptions
-from sluice.transform import ConvertOptions, ConvertResult, convert
+from sluice.engine.infer import infer_contract
+from sluice.engine.partitioning import WriterOptions
+from sluice.engine.transform import ConvertOptions, ConvertResult, convert
 
 _counter = itertools.count()
 

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sluice.contracts import Dialect, parse_contract
-from sluice.rules import Validator, parse_values
+from sluice.engine.rules import Validator, parse_values
 
 DOC = Path(__file__).parents[2] / "docs" / "engine.md"
 GARBAGE = "not a value"

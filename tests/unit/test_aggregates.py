@@ -11,29 +11,26 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sluice.aggregates import (
+from sluice.aggregates.partials import PartialAggregator
+from sluice.aggregates.records import (
     BATCH_BYTES,
-    AggregateSpec,
-    ItemKey,
-    PartialAggregator,
     PartialBatch,
     PoisonRecordError,
     RowsUpdate,
-    Values,
     batch_records,
     combine_partials,
     decode_record,
     encode_record,
-    fold_row,
-    parse_row,
     partial_from_json,
     prepare_publication,
     source_id,
 )
+from sluice.aggregates.sketches import EXACT_LIMIT, DistinctSketch, SketchError
+from sluice.aggregates.spec import AggregateSpec, fold_row, parse_row
+from sluice.aggregates.values import ItemKey, Values
 from sluice.contracts import load_contract, parse_contract
+from sluice.engine.rules import contract_schema
 from sluice.errors import ContractError
-from sluice.rules import contract_schema
-from sluice.sketches import EXACT_LIMIT, DistinctSketch, SketchError
 
 ORDERS_V1 = load_contract("contracts/orders.yaml")
 # The sample contract with optional measures and dimension, so nulls are exercised too.

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sluice.aggregate_reads import AggregateRow, parse_time, read_aggregates
-from sluice.aggregates import Values
+from sluice.aggregates.reads import AggregateRow, parse_time, read_aggregates
+from sluice.aggregates.values import Values
 from sluice.errors import SluiceError
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

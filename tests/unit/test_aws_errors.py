@@ -18,8 +18,8 @@ from urllib3.exceptions import ProtocolError
 
 from sluice.adapters.runs_table import DynamoRunTable
 from sluice.adapters.s3 import S3Store
+from sluice.engine.transform import convert
 from sluice.errors import TransientError
-from sluice.transform import convert
 from tests.template_stack import ROOT
 from tests.unit.conftest import build_contract
 

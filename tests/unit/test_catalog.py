@@ -3,8 +3,8 @@
 import pytest
 
 from localcloud.deploy import load_template
-from sluice.catalog import glue_table, hive_type, logical_id
 from sluice.contracts import load_contract
+from sluice.pipeline.catalog import glue_table, hive_type, logical_id
 from tests.unit.conftest import REPO
 
 

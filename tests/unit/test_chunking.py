@@ -26,11 +26,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sluice.contracts import Contract, parse_contract
+from sluice.engine.transform import ConvertOptions, convert
 from sluice.errors import InputRejectedError, RejectThresholdError
-from sluice.fanout import FanoutSettings, merge_run, plan_run
-from sluice.landing import land_range, land_run
-from sluice.payloads import RangeTask, SourceObject, ValidateResult
-from sluice.transform import ConvertOptions, convert
+from sluice.pipeline.fanout import FanoutSettings, merge_run, plan_run
+from sluice.pipeline.landing import land_range, land_run
+from sluice.pipeline.payloads import RangeTask, SourceObject, ValidateResult
 from sluice.uris import s3_uri
 from tests.fakes import MemoryStore
 from tests.unit.test_acceptance import SHAPES

@@ -1,4 +1,4 @@
-"""The commit protocol (sluice.commit): staged until committed, one live version per key, in version order."""
+"""The commit protocol (sluice.pipeline.commit): staged until committed, one live version per key, in version order."""
 
 from __future__ import annotations
 
@@ -12,11 +12,20 @@ from typing import Any
 
 import pytest
 
-from sluice.cleanup import clean
-from sluice.commit import Head, is_not_older, publication_order
 from sluice.errors import CommitBusyError, RunNotCommittableError, TransientError
-from sluice.publication import publish_committed
-from sluice.runs import COMMITTED, COMMITTING, FAILED, RUNNING, SUCCEEDED, SUPERSEDED, failed_record, source_uri
+from sluice.pipeline.cleanup import clean
+from sluice.pipeline.commit import Head, is_not_older, publication_order
+from sluice.pipeline.publication import publish_committed
+from sluice.pipeline.runs import (
+    COMMITTED,
+    COMMITTING,
+    FAILED,
+    RUNNING,
+    SUCCEEDED,
+    SUPERSEDED,
+    failed_record,
+    source_uri,
+)
 from tests import fanout_data
 from tests.commit_world import KEY, World, ids_of
 from tests.fakes import MemoryExecutions, MemoryStore

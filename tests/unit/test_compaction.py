@@ -1,4 +1,4 @@
-"""Compaction (sluice.compaction) and the cleanup around it, in memory: plan, commit, resume, supersede."""
+"""Compaction (sluice.pipeline.compaction) and the cleanup around it, in memory: plan, commit, resume, supersede."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sluice.cleanup import CleanupReport, CompactionSettings, clean
-from sluice.commit import Head
-from sluice.compaction import Bin, Budget, Compactor, SmallFile, plan_partition
 from sluice.errors import CommitBusyError
-from sluice.runs import COMMITTED, COMMITTING, SUPERSEDED
-from sluice.visibility import committed_files
+from sluice.pipeline.cleanup import CleanupReport, CompactionSettings, clean
+from sluice.pipeline.commit import Head
+from sluice.pipeline.compaction import Bin, Budget, Compactor, SmallFile, plan_partition
+from sluice.pipeline.runs import COMMITTED, COMMITTING, SUPERSEDED
+from sluice.pipeline.visibility import committed_files
 from tests import fanout_data
 from tests.commit_world import World
 
@@ -67,7 +67,7 @@ def run_cleanup(world: World, budget: Budget | None = None, *, dry_run: bool = F
 
 
 def committed_view(world: World) -> pa.Table:
-    """What ``sluice query`` reads: the committed files only (sluice.visibility)."""
+    """What ``sluice query`` reads: the committed files only (sluice.pipeline.visibility)."""
     uris = [f"s3://curated/{k}" for k in world.curated_keys()]
     files = committed_files(uris, world.runs)
     tables = [pq.read_table(io.BytesIO(world.store.objects[("curated", u.split("/", 3)[3])])) for u in files]

@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from sluice.compressed import _Prepended, open_source, sniff
+from sluice.engine.compressed import _Prepended, open_source, sniff
 from sluice.errors import InputRejectedError
-from sluice.preflight import SAMPLE_BYTES
+from sluice.pipeline.preflight import SAMPLE_BYTES
 from tests.unit.conftest import REPO
 from tests.unit.test_preflight import GOOD, run_for
 

@@ -24,11 +24,11 @@ BLOCKED = ("pyarrow", "pandas", "numpy")
 
 #: Functions that import without the data libraries but use them at run time (lazy imports).
 LAZY_DATA_USERS = {
-    "ValidateFunction": "zstd-compressed heads are decompressed with pyarrow (sluice.compressed)",
-    "PlanFunction": "reads the header with the engine's CSV reader (sluice.fanout.read_file_head)",
-    "MergeFunction": "checks the merged partitions against the Glue projection (sluice.catalog, the engine's types)",
-    "SummarizeFunction": "a new version of a compacted key rewrites the compacted file (sluice.compaction)",
-    "CleanupFunction": "compaction rewrites small Parquet files into one (sluice.compaction)",
+    "ValidateFunction": "zstd-compressed heads are decompressed with pyarrow (sluice.engine.compressed)",
+    "PlanFunction": "reads the header with the engine's CSV reader (sluice.pipeline.fanout.read_file_head)",
+    "MergeFunction": "checks the merged partitions against the Glue projection (sluice.pipeline.catalog)",
+    "SummarizeFunction": "a new version of a compacted key rewrites the compacted file (sluice.pipeline.compaction)",
+    "CleanupFunction": "compaction rewrites small Parquet files into one (sluice.pipeline.compaction)",
 }
 
 PROBE = """

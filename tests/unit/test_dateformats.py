@@ -6,9 +6,9 @@ import pyarrow as pa
 import pytest
 
 from sluice.contracts import Dialect, parse_contract
-from sluice.dateformats import compile_format
+from sluice.engine.dateformats import compile_format
+from sluice.engine.rules import parse_values
 from sluice.errors import ContractError
-from sluice.rules import parse_values
 
 UTC = dt.UTC
 

@@ -7,8 +7,8 @@ import pyarrow as pa
 import yaml
 
 from sluice.contracts import Dialect, parse_contract
-from sluice.infer import infer_contract
-from sluice.rules import parse_values
+from sluice.engine.infer import infer_contract
+from sluice.engine.rules import parse_values
 
 COMMA = Dialect(delimiter=";", decimal_point=",")
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from sluice.contracts import load_contract
-from sluice.drift import compatibility
+from sluice.engine.drift import compatibility
 from sluice.errors import InputRejectedError
 from sluice_cli.main import main
 from tests.unit.conftest import REPO, build_contract, convert_bytes

@@ -18,10 +18,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sluice import fanout
 from sluice.contracts import Contract, load_contracts
 from sluice.errors import InputRejectedError, RejectThresholdError
-from sluice.fanout import (
+from sluice.pipeline import fanout
+from sluice.pipeline.fanout import (
     FanoutIncompleteError,
     FanoutSettings,
     line_offsets,
@@ -31,10 +31,10 @@ from sluice.fanout import (
     read_file_head,
     shift_message,
 )
-from sluice.landing import land_range, land_run
-from sluice.layout import part_manifest_key, range_output_key
-from sluice.payloads import PlanResult, RangeTask, SourceObject, ValidateResult
-from sluice.preflight import fanout_blocker, validate_run
+from sluice.pipeline.landing import land_range, land_run
+from sluice.pipeline.layout import part_manifest_key, range_output_key
+from sluice.pipeline.payloads import PlanResult, RangeTask, SourceObject, ValidateResult
+from sluice.pipeline.preflight import fanout_blocker, validate_run
 from sluice.uris import s3_uri
 from tests import fanout_data
 from tests.fakes import MemoryStore
@@ -444,7 +444,7 @@ def test_compressed_files_never_fan_out():
 
 @pytest.mark.parametrize("policy", ["drop", "keep"])
 def test_fanout_matches_single_worker_on_a_reordered_header_with_an_extra_column(tmp_path, policy):
-    """Each range reads its columns by the plan's header, as the single worker does (sluice.drift)."""
+    """Each range reads its columns by the plan's header, as the single worker does (sluice.engine.drift)."""
     rows = list(csv.reader(io.StringIO(fanout_data.orders_csv(300).decode(), newline="")))
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")

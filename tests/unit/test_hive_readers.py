@@ -22,9 +22,9 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from sluice.catalog import hive_type
 from sluice.contracts import Contract
-from sluice.partitioning import partition_schema, partition_type
+from sluice.engine.partitioning import partition_schema, partition_type
+from sluice.pipeline.catalog import hive_type
 from tests.unit.conftest import REPO, build_contract, convert_bytes
 
 N = 24

@@ -24,10 +24,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sluice.compressed import RATIO_SLACK
+from sluice.engine.compressed import RATIO_SLACK
+from sluice.engine.quarantine import restore
+from sluice.engine.transform import ConvertOptions, convert
 from sluice.errors import DecompressionLimitError, InputRejectedError, RejectThresholdError, UnsupportedFormatError
-from sluice.quarantine import restore
-from sluice.transform import ConvertOptions, convert
 from tests.unit.conftest import Trickle, build_contract, convert_bytes, read_rejected
 
 BASE_MIB = 140  # Python and pyarrow once imported (~85 MB) and the allocators' caches (~30-50 MB): docs/engine.md
@@ -45,7 +45,7 @@ CHILD = textwrap.dedent(
     import io, json, sys
     from pathlib import Path
     from sluice.contracts import parse_contract
-    from sluice.transform import ConvertOptions, convert
+    from sluice.engine.transform import ConvertOptions, convert
 
     line_bytes, lines, threads, staging = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 

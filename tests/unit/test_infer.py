@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from sluice.contracts import parse_contract
+from sluice.engine.infer import InferOptions, column_names, dataset_name, infer_contract
 from sluice.errors import InputRejectedError
-from sluice.infer import InferOptions, column_names, dataset_name, infer_contract
 
 
 def infer(data: bytes, **opts):

@@ -7,7 +7,7 @@ from urllib.parse import quote_plus
 import pytest
 
 from sluice.contracts import load_contracts
-from sluice.ingest import UnrecognisedEventError, is_sqs_event, run_input_for, sources_in, start_runs
+from sluice.pipeline.ingest import UnrecognisedEventError, is_sqs_event, run_input_for, sources_in, start_runs
 from tests.fakes import MemoryExecutions
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sluice.partitioning import OutputFile, PartitionedWriter, WriterOptions
+from sluice.engine.partitioning import OutputFile, PartitionedWriter, WriterOptions
 
 SCHEMA = pa.schema([("n", pa.int64()), ("s", pa.string()), ("p", pa.string())])
 
@@ -178,7 +178,7 @@ def test_spilled_decimals_come_back_exact(tmp_path, threads, compression):
 def test_narrow_decimals_round_trip():
     from decimal import Decimal
 
-    from sluice.partitioning import _narrow_decimals, _widen_decimals
+    from sluice.engine.partitioning import _narrow_decimals, _widen_decimals
 
     values = [Decimal("-9999999999999999.99"), None, Decimal("-0.01"), Decimal("0.00"), Decimal("12.34"), None]
     table = pa.table(

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sluice.patterns import compile_fixed, fixed_width_bytes, rows_of_width
-from sluice.rules import numbered_keys
+from sluice.engine.patterns import compile_fixed, fixed_width_bytes, rows_of_width
+from sluice.engine.rules import numbered_keys
 
 # atoms of the subset, with the characters they may match (and some they must not)
 ATOMS = [

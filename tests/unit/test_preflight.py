@@ -6,7 +6,7 @@ import pytest
 
 from sluice.contracts import load_contracts
 from sluice.errors import InputRejectedError, UnknownDatasetError
-from sluice.preflight import validate_run
+from sluice.pipeline.preflight import validate_run
 from tests.fakes import MemoryStore
 
 ROOT = Path(__file__).resolve().parents[2]

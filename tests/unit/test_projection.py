@@ -3,7 +3,7 @@
 Each layout of tests/unit/test_hive_readers.py (with ``in`` lists, so identity partitions are
 enums) is written by the real engine; the folders on disk are then matched against the rendered
 table's ``projection.*`` parameters, read here as Athena reads them (not through sluice's own
-:func:`sluice.catalog.projected`). Out-of-range and null dates must make the run warn instead.
+:func:`sluice.pipeline.catalog.projected`). Out-of-range and null dates must make the run warn instead.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
-from sluice import catalog, partitioning
-from sluice.catalog import glue_table, unprojected
 from sluice.contracts import Contract
+from sluice.engine import partitioning
+from sluice.pipeline import catalog
+from sluice.pipeline.catalog import glue_table, unprojected
 from sluice_cli.main import main
 from tests.unit.conftest import build_contract, convert_bytes
 from tests.unit.test_hive_readers import COLUMNS, LAYOUTS, TEXTS, _csv, _source

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sluice.contracts import Dialect
+from sluice.engine.rules import SeenValues, Validator, apply_nulls, parse_values, value_keys
 from sluice.errors import ContractError
-from sluice.rules import SeenValues, Validator, apply_nulls, parse_values, value_keys
 
 
 def check(make_contract, column, values, **over):
@@ -171,7 +171,7 @@ def test_parse_values_is_the_shared_parser():
 
 
 def test_key_maker_gives_ids_with_a_shared_prefix_exact_ordered_keys():
-    from sluice.rules import KeyMaker
+    from sluice.engine.rules import KeyMaker
 
     maker = KeyMaker()
     first = maker.keys(pa.array([f"O-{i:010d}" for i in range(1000)]))

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sluice.runid import MAX_NAME, InvalidRunIdError, checked, run_id_for
+from sluice.pipeline.runid import MAX_NAME, InvalidRunIdError, checked, run_id_for
 
 SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 
@@ -36,8 +36,8 @@ def test_names_fit_step_functions_rules(key, dataset):
 @pytest.mark.parametrize("bad", ["../../etc", "run/1", "", "a" * 81, "run 1", None, "ré"])
 def test_paths_and_keys_come_from_validated_run_ids_only(bad, tmp_path):
     """Fails if a payload's run id can reach a path or an S3 key unchecked (../ would escape /tmp/sluice)."""
-    from sluice import layout
-    from sluice.landing import land_run
+    from sluice.pipeline import layout
+    from sluice.pipeline.landing import land_run
     from tests.fakes import MemoryStore
     from tests.fanout_data import contract
 

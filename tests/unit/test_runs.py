@@ -5,9 +5,18 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sluice.layout import run_of_output, run_of_staged
-from sluice.manifest import RunManifest
-from sluice.runs import COMMITTED, FAILED, RUNNING, SUPERSEDED, failed_record, failed_step, finished, summary_fields
+from sluice.pipeline.layout import run_of_output, run_of_staged
+from sluice.pipeline.manifest import RunManifest
+from sluice.pipeline.runs import (
+    COMMITTED,
+    FAILED,
+    RUNNING,
+    SUPERSEDED,
+    failed_record,
+    failed_step,
+    finished,
+    summary_fields,
+)
 
 SOURCE = {"bucket": "raw", "key": "orders/a.csv", "version_id": "v1", "etag": "e1", "size": 10}
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from sluice.cleanup import CompactionSettings
-from sluice.fanout import FanoutSettings
+from sluice.aggregates.windows import DEFAULT_BUDGET
+from sluice.pipeline.cleanup import CompactionSettings
+from sluice.pipeline.fanout import FanoutSettings
 from sluice.settings import RESOURCES, VARIABLES, Settings, SettingsError
-from sluice.windows import DEFAULT_BUDGET
 from tests.template_stack import ROOT, function_environment, plain_template
 
 FUNCTIONS = sorted((ROOT / "functions").glob("*/app.py"))

@@ -371,7 +371,7 @@ def test_unpartitioned_output_is_split_over_the_encoding_threads(run_convert, ma
 
 
 def test_ragged_rows_are_quarantined_without_the_precise_parser(run_convert, make_contract, monkeypatch):
-    from sluice import csvsource
+    from sluice.engine import csvsource
 
     def refuse(*_a, **_k):
         raise AssertionError("the precise parser ran")
@@ -410,7 +410,7 @@ def _notes(n: int, *, bare_quote_at: int | None = None) -> bytes:
 def test_line_breaks_in_values_parse_in_parallel_with_the_sequential_answer(
     run_convert, make_contract, monkeypatch, threads, bare_quote_at
 ):
-    from sluice import csvsource
+    from sluice.engine import csvsource
 
     c = make_contract(
         ["id", {"name": "qty", "type": "int64"}, "note"], dialect={"newlines_in_values": True}, max_reject_ratio=1.0
@@ -440,7 +440,7 @@ def test_line_breaks_in_values_parse_in_parallel_with_the_sequential_answer(
     ("memory", "cpus", "expected"), [(None, 2, 2), ("1769", 2, 1), ("1024", 2, 1), ("3538", 2, 2), ("10240", 6, 6)]
 )
 def test_threads_follow_the_lambda_vcpu_share(monkeypatch, memory, cpus, expected):
-    from sluice import transform
+    from sluice.engine import transform
 
     monkeypatch.setattr(transform.os, "sched_getaffinity", lambda _pid: set(range(cpus)))
     if memory is None:
@@ -454,7 +454,7 @@ def test_threads_follow_the_lambda_vcpu_share(monkeypatch, memory, cpus, expecte
 # --------------------------------------------------------------------------- progress
 @pytest.mark.parametrize("threads", [1, 2])
 def test_progress_is_reported_after_every_chunk(run_convert, make_contract, threads):
-    from sluice.transform import Progress
+    from sluice.engine.transform import Progress
 
     c = make_contract([{"name": "n", "type": "int64"}, "s"], max_reject_ratio=1.0)
     data = ("n,s\n" + "".join(f"{i if i % 100 else 'x'},v{i}\n" for i in range(3000))).encode()
@@ -468,7 +468,7 @@ def test_progress_is_reported_after_every_chunk(run_convert, make_contract, thre
 
 
 def test_throttled_reports_at_most_once_per_interval():
-    from sluice.transform import Progress, throttled
+    from sluice.engine.transform import Progress, throttled
 
     now = [100.0]
     heard: list[int] = []

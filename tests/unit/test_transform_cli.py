@@ -74,8 +74,8 @@ def test_infer_refusal_is_one_line(tmp_path, capsys):
 
 
 def test_contract_glue_prints_a_resource_per_contract(tmp_path, capsys):
-    from sluice.catalog import glue_table
     from sluice.contracts import load_contract
+    from sluice.pipeline.catalog import glue_table
 
     orders = REPO / "contracts" / "orders.yaml"
     assert main(["contract", "glue", str(orders)]) == 0

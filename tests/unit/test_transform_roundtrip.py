@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sluice.quarantine import restore
+from sluice.engine.quarantine import restore
 from tests.unit.conftest import build_contract, convert_bytes
 
 TEXT = st.lists(st.sampled_from([*"ab,;\"'\t \n\r\x0b\x0c\x85\u2028é本|\\", "\r\n"]), max_size=8).map("".join)
@@ -79,7 +79,7 @@ def test_single_line_values_roundtrip(tmp_path, case):
 @settings(max_examples=300, deadline=None)
 @given(case=csv_files(multiline=True))
 def test_fast_and_precise_parsers_agree(case):
-    from sluice.csvsource import CsvFormat, CsvReader
+    from sluice.engine.csvsource import CsvFormat, CsvReader
 
     names, delimiter, data, _, _, _, _, header_size = case
     body = data[header_size:]
@@ -110,7 +110,7 @@ GARBAGE = st.lists(
 
 
 def _outcome(tmp_path, data, contract, block, force_precise, monkeypatch, sub_chunk=1 << 20, threads=2):
-    from sluice import csvsource
+    from sluice.engine import csvsource
     from sluice.errors import InputRejectedError
 
     with monkeypatch.context() as m:
@@ -160,7 +160,7 @@ def test_quotes_back_to_back_without_double_quote_get_the_precise_answer(tmp_pat
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from(["a", "bb", "", "\n", "\r", "\r\n", "\n\n", "x\r\ny"]), max_size=30))
 def test_line_spans_lf_only_and_mixed_agree_with_splitlines(parts):
-    from sluice.csvsource import line_spans
+    from sluice.engine.csvsource import line_spans
 
     data = "".join(parts).encode()
     starts, stops = line_spans(data)

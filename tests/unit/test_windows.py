@@ -8,11 +8,11 @@ from functools import partial
 
 import pytest
 
-from sluice.aggregates import AggregateSpec, ItemKey, Values, decode_record, fold_row, parse_row, prepare_publication
-from sluice.contracts import contract_by_name, load_contract
-from sluice.windows import (
+from sluice.aggregates.records import PartialUpdate, decode_record, prepare_publication
+from sluice.aggregates.spec import AggregateSpec, fold_row, parse_row
+from sluice.aggregates.values import ItemKey, Values
+from sluice.aggregates.windows import (
     FlushReport,
-    PartialUpdate,
     RecordDeferredError,
     RecordSkippedError,
     Window,
@@ -21,6 +21,7 @@ from sluice.windows import (
     apply_source,
     window_state_size,
 )
+from sluice.contracts import contract_by_name, load_contract
 from tests.fakes.aggregate_store import MemoryAggregateStore, StoreCrash
 
 ORDERS = load_contract("contracts/orders.yaml")

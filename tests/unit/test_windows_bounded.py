@@ -7,8 +7,8 @@ import random
 from decimal import Decimal
 from functools import partial
 
+from sluice.aggregates.windows import DEFAULT_BUDGET, STATE_LIMIT, Window, WindowState, window_state_size
 from sluice.contracts import contract_by_name, load_contract
-from sluice.windows import DEFAULT_BUDGET, STATE_LIMIT, Window, WindowState, window_state_size
 from tests.fakes.aggregate_store import MemoryAggregateStore
 
 ORDERS = load_contract("contracts/orders.yaml")

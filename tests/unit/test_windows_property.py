@@ -20,9 +20,11 @@ from functools import partial
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sluice.aggregates import AggregateSpec, ItemKey, Values, fold_row, parse_row, prepare_publication
+from sluice.aggregates.records import prepare_publication
+from sluice.aggregates.spec import AggregateSpec, fold_row, parse_row
+from sluice.aggregates.values import ItemKey, Values
+from sluice.aggregates.windows import FlushReport, Window, WindowState
 from sluice.contracts import contract_by_name, load_contract
-from sluice.windows import FlushReport, Window, WindowState
 from tests.fakes.aggregate_store import MemoryAggregateStore, StoreCrash
 
 ORDERS = load_contract("contracts/orders.yaml")

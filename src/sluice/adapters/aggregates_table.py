@@ -26,8 +26,8 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from sluice.adapters.clients import client as cached_client
-from sluice.aggregates import ItemKey, Values, iso_seconds
-from sluice.windows import Contribution, StoredAggregate
+from sluice.aggregates.store import Contribution, StoredAggregate
+from sluice.aggregates.values import ItemKey, Values, iso_seconds
 
 DATASETS_PK = "DATASETS"
 NO_TIME = "none"
@@ -99,7 +99,7 @@ def _now() -> datetime:
 
 # ---------------------------------------------------------------------------------------- store
 class DynamoAggregateStore:
-    """:class:`sluice.windows.AggregateStore` on the aggregates table, plus the reads of dashboards."""
+    """:class:`sluice.aggregates.store.AggregateStore` on the aggregates table, plus the reads of dashboards."""
 
     def __init__(self, table_name: str, *, client: Any = None, retention_days: int | None = None) -> None:
         self.table = table_name

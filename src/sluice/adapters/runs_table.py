@@ -16,8 +16,8 @@ from botocore.exceptions import ClientError
 from sluice.adapters.aws_errors import mapping_methods
 from sluice.adapters.clients import RETRIES, client
 from sluice.errors import CommitConflictError
+from sluice.pipeline.runs import head_id
 from sluice.ports import Guard
-from sluice.runs import head_id
 
 _SERIALIZE = TypeSerializer().serialize
 _CONFLICTS = ("TransactionCanceledException", "ConditionalCheckFailedException")

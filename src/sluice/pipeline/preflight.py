@@ -13,11 +13,11 @@ import io
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sluice.compressed import SNIFF_BYTES, decompress_head, refuse_binary, sniff
 from sluice.contracts import Contract, resolve_dataset
-from sluice.drift import plan_header
+from sluice.engine.compressed import SNIFF_BYTES, decompress_head, refuse_binary, sniff
+from sluice.engine.drift import plan_header
 from sluice.errors import InputRejectedError
-from sluice.payloads import RunInput, SourceObject, ValidateResult
+from sluice.pipeline.payloads import RunInput, SourceObject, ValidateResult
 from sluice.ports import ObjectStore
 
 SAMPLE_BYTES = 256 * 1024

@@ -14,7 +14,7 @@ tiny files. The scheduled cleanup plans, per partition, *bins* of small files of
    ``compacted`` list - only if no head moved since the plan (a commit of one of those keys
    meanwhile aborts the compaction, nothing is published).
 3. **Swap.** The compacted file is copied to its curated key; one conditional write marks the
-   compaction ``published`` (from then on readers of the committed state, :mod:`sluice.visibility`,
+   compaction ``published`` (from then on readers of the committed state, :mod:`sluice.pipeline.visibility`,
    see it instead of the files it replaces); the replaced files are deleted in one batch request.
 4. **Release.** One transaction marks the compaction COMMITTED and releases the heads (for a
    rewrite: and marks the compaction it rewrote SUPERSEDED).
@@ -39,11 +39,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sluice import layout
-from sluice.commit import Head
 from sluice.errors import CommitBusyError, CommitConflictError
+from sluice.pipeline import layout
+from sluice.pipeline.commit import Head
+from sluice.pipeline.runs import COMMITTED, COMMITTING, SUCCEEDED, SUPERSEDED, expiry
 from sluice.ports import Guard, ObjectStore, RunTable
-from sluice.runs import COMMITTED, COMMITTING, SUCCEEDED, SUPERSEDED, expiry
 from sluice.uris import s3_uri, split_uri
 
 KIND = "compaction"
@@ -422,7 +422,7 @@ class Compactor:
         self.runs.write_all(writes)
 
     def _mark_published(self, record: Compaction) -> None:
-        """One conditional write: from here ``sluice.visibility`` shows the output instead of what it replaces."""
+        """One conditional write: from here ``visibility`` shows the output instead of what it replaces."""
         current = self._get(record.compaction_id)
         if current is None or current.status != COMMITTING or current.extra.get("published"):
             return

@@ -29,12 +29,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sluice import layout
 from sluice.errors import CommitBusyError, CommitConflictError, RunNotCommittableError, SluiceError
-from sluice.manifest import RunManifest
-from sluice.payloads import CommitInfo, TransformResult
-from sluice.ports import ObjectStore, RunTable
-from sluice.runs import (
+from sluice.pipeline import layout
+from sluice.pipeline.manifest import RunManifest
+from sluice.pipeline.payloads import CommitInfo, TransformResult
+from sluice.pipeline.runs import (
     COMMITTED,
     COMMITTING,
     FAILED,
@@ -48,6 +47,7 @@ from sluice.runs import (
     source_uri,
     summary_fields,
 )
+from sluice.ports import ObjectStore, RunTable
 from sluice.uris import split_uri
 
 COPY_THREADS = 8
@@ -66,7 +66,7 @@ class Head:
     pending_run_id: str | None = None  # holds the lease: its roll-forward is not finished
     retiring_run_id: str | None = None  # the run the pending commit retires
     lease_until: str | None = None
-    compacted: tuple[str, ...] = ()  # compactions holding rows of the live run (sluice.compaction)
+    compacted: tuple[str, ...] = ()  # compactions holding rows of the live run (sluice.pipeline.compaction)
     retiring_compacted: tuple[str, ...] = ()  # those holding the retiring run's rows: the commit excludes them
 
     def to_item(self) -> dict[str, Any]:
@@ -190,7 +190,7 @@ def _outputs_of(record: Mapping[str, Any], store: ObjectStore) -> list[str]:
 
 
 class CompactedRows(Protocol):
-    """What the commit needs from compaction (:class:`sluice.compaction.Compactor` implements it)."""
+    """What the commit needs from compaction (:class:`sluice.pipeline.compaction.Compactor` implements it)."""
 
     def exclude(self, run_id: str, compactions: Sequence[str]) -> int:
         """Rewrite the compacted files holding rows of `run_id` without them; returns files rewritten.

@@ -7,7 +7,7 @@ months by month, years as integers, each over the partition's ``range`` (see
 column lists its ``in`` values and as injected values (queries must name them) otherwise.
 
 The enum values are the folder names the writer makes, from the same function
-(:func:`sluice.partitioning.folder_values`); an enum of a column that may be null also lists
+(:func:`sluice.engine.partitioning.folder_values`); an enum of a column that may be null also lists
 ``__HIVE_DEFAULT_PARTITION__``, the folder of null values. :func:`unprojected` says which folders a
 run wrote that the projection does not cover (a date out of range, a null date): the run warns.
 """
@@ -21,8 +21,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from sluice.contracts import _RELATIVE, Contract, Partition
-from sluice.partitioning import DEFAULT_PARTITION, escape, folder_values, partition_type
-from sluice.rules import arrow_type, in_values
+from sluice.engine.partitioning import DEFAULT_PARTITION, escape, folder_values, partition_type
+from sluice.engine.rules import arrow_type, in_values
 
 _HIVE = {
     "string": "string",

@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sluice.payloads import SourceObject, TransformResult
+from sluice.engine.counts import counts_json
+from sluice.pipeline.payloads import SourceObject, TransformResult
 
 
 @dataclass(frozen=True)
@@ -83,15 +84,7 @@ class RunManifest:
             "dataset": self.dataset,
             "contract_version": self.contract_version,
             "source": dict(self.source),
-            "rows_in": self.rows_in,
-            "rows_out": self.rows_out,
-            "rows_rejected": self.rows_rejected,
-            "bytes_in": self.bytes_in,
-            "bytes_out": self.bytes_out,
-            "blank_lines": self.blank_lines,
-            "rejects_by_rule": dict(self.rejects_by_rule),
-            "schema": [list(c) for c in self.schema],
-            "partition_columns": list(self.partition_columns),
+            **counts_json(self),
             "outputs": [o.to_json() for o in self.outputs],
             "quarantine_uri": self.quarantine_uri,
             "partials_uri": self.partials_uri,

@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from sluice import layout
-from sluice.compaction import is_compaction, shows
-from sluice.runs import LIVE, SUPERSEDED
+from sluice.pipeline import layout
+from sluice.pipeline.compaction import is_compaction, shows
+from sluice.pipeline.runs import LIVE, SUPERSEDED
 from sluice.uris import split_uri
 
 _MAX_ROUNDS = 5

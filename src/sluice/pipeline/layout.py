@@ -11,7 +11,7 @@ Quarantine bucket (diagnosis; never read by tables)::
 Work bucket (where readers never look)::
 
     staging/<run_id>/<curated key>          Parquet a run staged; the commit copies it to <curated key>
-    runs/<run_id>/manifest.json             the run manifest (sluice.manifest.RunManifest)
+    runs/<run_id>/manifest.json             the run manifest (sluice.pipeline.manifest.RunManifest)
     runs/<run_id>/partials.json             the run's partial aggregates
     plans/<run_id>/ranges.json              a fan-out's byte ranges (the Distributed Map's items)
     parts/<run_id>/<index>.json             a range's part manifest, written last: the range is done
@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from sluice.runid import checked
+from sluice.pipeline.runid import checked
 
 _RUN_FILE = re.compile(r"(?P<run>[A-Za-z0-9_-]+)-(?P<n>\d+)\.parquet$")
 STAGING = "staging/"

@@ -5,7 +5,7 @@ Partition columns are derived from a contract column (``identity``, ``date``, ``
 in and are not written inside the files (the Hive convention Athena, Spark, DuckDB, polars and
 pyarrow datasets expect, so that a reader never meets the column twice with two types). The
 folder text of a value is :func:`folder_values` (also what the Glue projection lists, see
-:mod:`sluice.catalog`): Hive's escaping (``/`` as ``%2F``; non-ASCII kept as UTF-8, which
+:mod:`sluice.pipeline.catalog`): Hive's escaping (``/`` as ``%2F``; non-ASCII kept as UTF-8, which
 Spark's per-byte unescaping would garble) and null as ``__HIVE_DEFAULT_PARTITION__``.
 
 Each partition gets exactly one Parquet file per run, ``<dataset>/<name>=<value>/<run_id>-0.parquet``,
@@ -39,8 +39,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sluice.contracts import Contract, Partition
+from sluice.engine.rules import arrow_type, one_array
 from sluice.errors import ContractError
-from sluice.rules import arrow_type, one_array
 
 DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 PROPERTY_SAMPLE_ROWS = 16_384  # rows the Parquet writer properties are chosen on
@@ -138,7 +138,7 @@ def folder_values(values: pa.Array) -> list[str]:
     """The folder text (escaped, as in ``<name>=<text>``) of each partition value of `values`.
 
     The one function that names partition folders: the writer and the Glue projection
-    (:func:`sluice.catalog.glue_table`) both use it, so the projection lists what the folders say.
+    (:func:`sluice.pipeline.catalog.glue_table`) both use it, so the projection lists what the folders say.
     """
     return [escape(v) for v in path_text(values).to_pylist()]
 

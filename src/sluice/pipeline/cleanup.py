@@ -3,12 +3,12 @@
 It deletes only what no commit owns (docs/commit-protocol.md): curated files of runs that are
 FAILED or SUPERSEDED (a file whose owner has no record is reported, never deleted), staged files
 of runs that will never commit, and the files a compaction replaced (by its swap). It
-compacts partitions of many small files (:mod:`sluice.compaction`). It also gives every
+compacts partitions of many small files (:mod:`sluice.pipeline.compaction`). It also gives every
 execution that ended badly without saying so (RecordFailure itself failed, or the execution died
 of a Step Functions runtime error) a FAILED run record with the execution's error.
 
 Safety: with ``dry_run`` it changes nothing and returns the plan; a pass right after a complete
-one does nothing; a :class:`~sluice.compaction.Budget` (the Lambda's remaining time, optionally a
+one does nothing; a :class:`~sluice.pipeline.compaction.Budget` (the Lambda's remaining time, optionally a
 number of actions) stops it between steps, and the next pass resumes from what is stored.
 Retention of quarantine objects is an S3 lifecycle rule and of finished run records DynamoDB TTL
 (see template.yaml); committed run records never expire.
@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sluice import layout
-from sluice.commit import Committer, Head
-from sluice.compaction import Bin, Budget, Compactor, SmallFile, is_compaction, plan_partition
 from sluice.contracts import Contract
 from sluice.errors import CommitBusyError
-from sluice.payloads import FailureInput
+from sluice.pipeline import layout
+from sluice.pipeline.commit import Committer, Head
+from sluice.pipeline.compaction import Bin, Budget, Compactor, SmallFile, is_compaction, plan_partition
+from sluice.pipeline.payloads import FailureInput
+from sluice.pipeline.runs import COMMITTED, COMMITTING, FAILED, LIVE, RUNNING, SUCCEEDED, SUPERSEDED, failed_record
 from sluice.ports import Executions, ObjectStore, RunTable
-from sluice.runs import COMMITTED, COMMITTING, FAILED, LIVE, RUNNING, SUCCEEDED, SUPERSEDED, failed_record
 from sluice.uris import s3_uri
 
 

@@ -23,11 +23,11 @@ import pyarrow.compute as pc
 import yaml
 
 from sluice.contracts import Dialect, parse_contract
-from sluice.csvsource import csv_error_text
-from sluice.dateformats import DATE_CANDIDATES, TIMESTAMP_CANDIDATES
+from sluice.engine.csvsource import csv_error_text
+from sluice.engine.dateformats import DATE_CANDIDATES, TIMESTAMP_CANDIDATES
+from sluice.engine.rules import apply_nulls, parse_values
+from sluice.engine.textstream import read_exactly, sniff_bom
 from sluice.errors import InputRejectedError
-from sluice.rules import apply_nulls, parse_values
-from sluice.textstream import read_exactly, sniff_bom
 
 DELIMITERS = (",", "\t", ";", "|")
 EXTRA_NULLS = ("none", "None", "NONE", "n/a", "#N/A", "-", ".")

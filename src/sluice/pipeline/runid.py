@@ -4,7 +4,7 @@ import hashlib
 import re
 
 from sluice.errors import SluiceError
-from sluice.payloads import SourceObject
+from sluice.pipeline.payloads import SourceObject
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,80}")

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sluice.manifest import RunManifest, output_uris
-from sluice.payloads import FailureInput, TransformResult, ValidateResult
+from sluice.pipeline.manifest import RunManifest, output_uris
+from sluice.pipeline.payloads import FailureInput, TransformResult, ValidateResult
 
 # Run states (docs/commit-protocol.md draws them): what a record says is what readers see.
 RUNNING = "RUNNING"  # validating or converting; output staged where no reader looks
@@ -34,7 +34,7 @@ def _expiry(retention_days: int, moment: datetime) -> int:
 
 
 def head_id(source_uri: str) -> str:
-    """Runs-table id of the commit head of raw key `source_uri` (see :mod:`sluice.commit`)."""
+    """Runs-table id of the commit head of raw key `source_uri` (see :mod:`sluice.pipeline.commit`)."""
     return f"key#{source_uri}"
 
 

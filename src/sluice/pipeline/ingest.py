@@ -18,10 +18,10 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, S3Eve
 
 from sluice.contracts import Contract, resolve_dataset
 from sluice.errors import SluiceError, UnknownDatasetError
-from sluice.payloads import FailureInput, RunInput, SourceObject
+from sluice.pipeline.payloads import FailureInput, RunInput, SourceObject
+from sluice.pipeline.runid import run_id_for
+from sluice.pipeline.runs import failed_record
 from sluice.ports import Executions, RunTable
-from sluice.runid import run_id_for
-from sluice.runs import failed_record
 
 UNKNOWN_DATASET = "unknown"
 
@@ -102,7 +102,7 @@ def start_runs(
     """Start one execution per announced upload (names are deterministic: a repeated event starts nothing).
 
     Which of several uploads of a key ends up live is decided by their version order at commit
-    (:mod:`sluice.commit`), not by the order their events arrive in.
+    (:mod:`sluice.pipeline.commit`), not by the order their events arrive in.
     """
     done = []
     for source in sources_in(event):

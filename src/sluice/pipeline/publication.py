@@ -2,7 +2,7 @@
 
 Re-publishing a run is harmless by design: every record carries the run id, a sequence number,
 the source it comes from and the run's *publication order* (its commit number for the key,
-:func:`sluice.commit.publication_order`); the aggregator keeps one contribution per (item,
+:func:`sluice.pipeline.commit.publication_order`); the aggregator keeps one contribution per (item,
 source) and the highest order wins. So the same run's records again change nothing, a newer
 version's replace an older one's whatever order the stream delivers them in, and a run that a
 newer version superseded before it published is skipped (the newer run's records replace it).
@@ -14,12 +14,12 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NotRequired, Protocol, TypedDict
 
-from sluice import layout
-from sluice.aggregates import batch_records, prepare_publication, source_id
-from sluice.commit import publication_order
-from sluice.payloads import CommittedResult
+from sluice.aggregates.records import batch_records, prepare_publication, source_id
+from sluice.pipeline import layout
+from sluice.pipeline.commit import publication_order
+from sluice.pipeline.payloads import CommittedResult
+from sluice.pipeline.runs import COMMITTED, SUCCEEDED
 from sluice.ports import ObjectStore, RunTable
-from sluice.runs import COMMITTED, SUCCEEDED
 from sluice.uris import s3_uri
 
 MAX_CHAIN = 50

@@ -4,7 +4,7 @@ A column of type ``date`` or ``timestamp`` reads ISO 8601 text by default. ``for
 another layout with strptime directives. Each value must match the whole format (no surrounding
 spaces, four-digit ``%Y``) and name a real calendar day: strptime alone would read 31/02/2023 as
 3 March. This module holds the pure part, turning a format into a regular expression whose
-named groups give the year, month and day to check; :mod:`sluice.rules` does the parsing.
+named groups give the year, month and day to check; :mod:`sluice.engine.rules` does the parsing.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sluice.aggregates import Scalar, Values, format_decimal, iso_seconds, parse_iso_seconds
+from sluice.aggregates.values import Scalar, Values, format_decimal, iso_seconds, parse_iso_seconds
 from sluice.errors import SluiceError
 
 _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")

@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import numpy as np
 import pyarrow as pa
 
-from sluice.compressed import RATIO_SLACK, open_source
 from sluice.contracts import Contract
-from sluice.csvsource import Chunk, CsvFormat, CsvReader, Piece, count_line_breaks
-from sluice.drift import HeaderPlan, plan_header, same_header
-from sluice.errors import InputRejectedError, RejectThresholdError
-from sluice.partitioning import (
+from sluice.engine.compressed import RATIO_SLACK, open_source
+from sluice.engine.counts import counts_json
+from sluice.engine.csvsource import Chunk, CsvFormat, CsvReader, Piece, count_line_breaks
+from sluice.engine.drift import HeaderPlan, plan_header, same_header
+from sluice.engine.partitioning import (
     MAX_KEY_BYTES,
     MAX_SEGMENT_BYTES,
     LongPaths,
@@ -36,7 +36,7 @@ from sluice.partitioning import (
     partition_paths,
     partition_type,
 )
-from sluice.quarantine import (
+from sluice.engine.quarantine import (
     QuarantineFullError,
     QuarantineWriter,
     Rejected,
@@ -44,11 +44,12 @@ from sluice.quarantine import (
     over_threshold,
     threshold_error,
 )
-from sluice.rules import Checked, Validator, contract_schema
-from sluice.textstream import Utf8Blocks
+from sluice.engine.rules import Checked, Validator, contract_schema
+from sluice.engine.textstream import Utf8Blocks
+from sluice.errors import InputRejectedError, RejectThresholdError
 
 if TYPE_CHECKING:
-    from sluice.hooks import HookRunner
+    from sluice.engine.hooks import HookRunner
 
 Observer = Callable[[pa.Table], None]
 
@@ -107,7 +108,7 @@ class ConvertOptions:
     and encode that many Parquet row groups at once (it sets ``writer.encode_threads``); an
     unpartitioned output is then split over up to ``threads`` files (``<run_id>-0.parquet``,
     ``-1``, ...) unless ``writer.split_unpartitioned`` is False. ``writer`` holds the Parquet
-    writer's options (:class:`~sluice.partitioning.WriterOptions`: row groups, buffer and spill,
+    writer's options (:class:`~sluice.engine.partitioning.WriterOptions`: row groups, buffer and spill,
     open files, compression). With ``newlines_in_values`` a chunk cut ahead may end inside a record when the quoting
     is irregular; from such a chunk on, the file is parsed one chunk at a time.
 
@@ -183,15 +184,7 @@ class ConvertResult:
     def to_summary(self) -> dict[str, Any]:
         """A JSON-able summary."""
         return {
-            "rows_in": self.rows_in,
-            "rows_out": self.rows_out,
-            "rows_rejected": self.rows_rejected,
-            "bytes_in": self.bytes_in,
-            "bytes_out": self.bytes_out,
-            "blank_lines": self.blank_lines,
-            "rejects_by_rule": dict(self.rejects_by_rule),
-            "schema": [list(c) for c in self.schema],
-            "partition_columns": list(self.partition_columns),
+            **counts_json(self),
             "outputs": [
                 {"key": o.key, "path": str(o.path), "rows": o.rows, "bytes": o.bytes, "partition": o.partition}
                 for o in self.outputs
@@ -253,7 +246,7 @@ class _Run:
             partition_type(p, contract)  # raises when a transform does not fit its column
         self.hook: HookRunner | None = None
         if contract.transform:
-            from sluice.hooks import HookRunner
+            from sluice.engine.hooks import HookRunner
 
             self.hook = HookRunner(contract.transform, contract, self.base_schema, source_name)
         self.quarantine = QuarantineWriter(

@@ -109,15 +109,15 @@ class TransformResult(TypedDict):
     manifest_uri: str  # JSON: output files, partitions, schema, reject counts per rule
     quarantine_uri: NotRequired[str | None]
     duration_ms: int
-    # JSON list of the run's partial aggregate records (sluice.aggregates.PartialAggregator.records)
+    # JSON list of the run's partial aggregate records (sluice.aggregates.partials.PartialAggregator.records)
     partials_uri: NotRequired[str]
-    # rows Athena's partition projection would not see, and why (sluice.catalog.unprojected)
+    # rows Athena's partition projection would not see, and why (sluice.pipeline.catalog.unprojected)
     rows_unprojected: NotRequired[int]
     warnings: NotRequired[list[str]]
 
 
 class CommitInfo(TypedDict):
-    """What the commit did with a run (``sluice.commit.CommitOutcome``)."""
+    """What the commit did with a run (``sluice.pipeline.commit.CommitOutcome``)."""
 
     status: str  # COMMITTED | SUPERSEDED
     live_run_id: str

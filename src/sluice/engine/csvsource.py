@@ -1,6 +1,6 @@
 """Streaming CSV reader: record-aligned chunks parsed by pyarrow, checked, with a precise slow path.
 
-The byte stream (UTF-8, see :mod:`sluice.textstream`) is cut into chunks that end on a record
+The byte stream (UTF-8, see :mod:`sluice.engine.textstream`) is cut into chunks that end on a record
 boundary (any line break when values cannot span lines; a line break at even quote parity
 otherwise), so every chunk knows the physical line it starts on. Each chunk is parsed by
 ``pyarrow.csv`` into string columns (the fast path, always with quote-aware record splitting),
@@ -16,7 +16,7 @@ then checked:
   a quoted value; the slow path carries that record over to the next chunk.
 
 The slow path is Python's ``csv`` module in strict mode over the chunk's lines: it knows each
-record's line number and text, so bad records are set aside as :class:`~sluice.quarantine.Rejected` (quarantine)
+record's line number and text, so bad records are set aside as :class:`~sluice.engine.quarantine.Rejected` (quarantine)
 and the good ones are returned as the same string columns. A chunk only works out *where* its
 rows came from when asked (:meth:`Chunk.locate`), so clean chunks pay nothing for line numbers.
 When values cannot span lines, a chunk that fails the fast path is retried in 1 MiB pieces so
@@ -40,8 +40,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from sluice.contracts import Dialect
+from sluice.engine.quarantine import Rejected
 from sluice.errors import InputRejectedError
-from sluice.quarantine import Rejected
 
 CR, LF = 13, 10
 Bytes = bytes | bytearray  # the reader hands out its buffer's front as is (see CsvReader._take_front)
@@ -237,7 +237,7 @@ class CsvReader:
     Parameters
     ----------
     blocks
-        UTF-8 byte blocks (see :class:`sluice.textstream.Utf8Blocks`).
+        UTF-8 byte blocks (see :class:`sluice.engine.textstream.Utf8Blocks`).
     fmt
         Tokenising rules.
     source_name, encoding, contract_label

@@ -1,14 +1,14 @@
 """Fan-out of huge files: plan line-aligned byte ranges, then merge what the ranges produced.
 
-Plan reads the file's header the way :func:`sluice.transform.convert` does, then cuts the data
+Plan reads the file's header the way :func:`sluice.engine.transform.convert` does, then cuts the data
 into ranges that each start on a line: the boundary after ``i * range_bytes`` is the byte after
 the first LF at or past it (found with small ranged GETs), so CRLF stays whole and no byte is
-lost or read twice. A Distributed Map converts every range (``sluice.landing.land_range``) into
+lost or read twice. A Distributed Map converts every range (``sluice.pipeline.landing.land_range``) into
 parts, staging their Parquet like a single worker would; Merge checks that every range left
 its part, applies the reject threshold to the totals, concatenates the quarantines with
 file-wide line numbers, combines the partial aggregates and writes the run manifest exactly like
 the single-worker path, so the commit, Summarize and Publish cannot tell the difference. The
-work-bucket keys are named in :mod:`sluice.layout`.
+work-bucket keys are named in :mod:`sluice.pipeline.layout`.
 
 ``parts/`` and ``plans/`` expire by lifecycle rule, so a failed fan-out leaves nothing behind
 for long; Merge deletes a run's parts once its manifest is written.
@@ -29,21 +29,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from sluice import layout
-from sluice.aggregates import combine_partials
+from sluice.aggregates.records import combine_partials
 from sluice.contracts import Contract
+from sluice.engine.quarantine import HEADER as QUARANTINE_HEADER
+from sluice.engine.quarantine import over_threshold, threshold_error
 from sluice.errors import SluiceError
-from sluice.manifest import OutputRef, RunManifest
-from sluice.payloads import ByteRange, PlanRef, PlanResult, SourceObject, TransformResult, ValidateResult
+from sluice.pipeline import layout
+from sluice.pipeline.manifest import OutputRef, RunManifest
+from sluice.pipeline.payloads import ByteRange, PlanRef, PlanResult, SourceObject, TransformResult, ValidateResult
+from sluice.pipeline.preflight import describe
 from sluice.ports import ObjectStore
-from sluice.preflight import describe
-from sluice.quarantine import HEADER as QUARANTINE_HEADER
-from sluice.quarantine import over_threshold, threshold_error
 from sluice.uris import s3_uri
 
 WINDOW = 64 * 1024  # bytes per ranged GET while looking for a header or a line break
 MAX_SCAN = 64 << 20  # no LF within this many bytes of a target: the rest of the file is one range
-EXAMPLES_PER_RULE = 5  # as sluice.transform.ConvertOptions.examples_per_rule
+EXAMPLES_PER_RULE = 5  # as sluice.engine.transform.ConvertOptions.examples_per_rule
 _BREAK = re.compile(rb"\r\n|\r|\n")
 _UTF8_BOM = b"\xef\xbb\xbf"
 
@@ -109,7 +109,7 @@ def _offset_after_lines(head: bytes, lines: int, at_eof: bool) -> int | None:
 
 
 def read_file_head(store: ObjectStore, source: SourceObject, size: int, contract: Contract) -> FileHead:
-    """Read the preamble and header of the file like :func:`sluice.transform.convert` does.
+    """Read the preamble and header of the file like :func:`sluice.engine.transform.convert` does.
 
     Raises
     ------
@@ -118,9 +118,9 @@ def read_file_head(store: ObjectStore, source: SourceObject, size: int, contract
         path would say).
 
     """
-    from sluice.csvsource import CsvFormat, CsvReader
-    from sluice.drift import plan_header
-    from sluice.textstream import Utf8Blocks
+    from sluice.engine.csvsource import CsvFormat, CsvReader
+    from sluice.engine.drift import plan_header
+    from sluice.engine.textstream import Utf8Blocks
 
     where = describe(source)
     dialect = contract.dialect
@@ -448,7 +448,7 @@ def merge_run(
         partials_uri = store.put_json(work_bucket, layout.partials_key(run_id), records)
     with_rows = [p for p in parts if p["rows_out"]] or parts
     duration_ms = int((datetime.now(UTC) - planned).total_seconds() * 1000)
-    from sluice.catalog import unprojected  # the engine's partition types (pyarrow): Merge imports light
+    from sluice.pipeline.catalog import unprojected  # the engine's partition types (pyarrow): Merge imports light
 
     rows_unprojected, warnings = unprojected(contract, ((o.partition, o.rows) for o in outputs))
     manifest = RunManifest(

@@ -20,8 +20,8 @@ import zlib
 from typing import BinaryIO, cast
 
 from sluice.contracts import Limits
+from sluice.engine.textstream import read_exactly
 from sluice.errors import DecompressionLimitError, InputRejectedError, UnsupportedFormatError
-from sluice.textstream import read_exactly
 
 _MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\x28\xb5\x2f\xfd", "zstd"))
 HEAD_LIMIT = 4 << 20  # decompressed bytes of a sample: enough for a header, bounded for a "zip bomb"

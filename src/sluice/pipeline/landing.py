@@ -5,11 +5,11 @@ the partial aggregates where they belong; its callers only choose the destinatio
 
 - :func:`land_run` (Transform, one worker): Parquet is *staged* in the work bucket
   (``staging/<run_id>/<curated key>``), where no reader looks; the commit
-  (:mod:`sluice.commit`) makes it visible. The quarantine goes to the quarantine bucket, and the
-  run manifest (:class:`sluice.manifest.RunManifest`) is written last.
+  (:mod:`sluice.pipeline.commit`) makes it visible. The quarantine goes to the quarantine bucket, and the
+  run manifest (:class:`sluice.pipeline.manifest.RunManifest`) is written last.
 - :func:`land_range` (Transform, one range of a fan-out): the same staging, with the range's
   quarantine and partials under ``parts/<run_id>/<index>/`` and its part manifest written last;
-  Merge (:mod:`sluice.fanout`) combines the parts into the run manifest.
+  Merge (:mod:`sluice.pipeline.fanout`) combines the parts into the run manifest.
 - ``sluice convert`` lands a local file into a folder (:class:`LocalDir`).
 
 Nothing is half-written: Parquet is encoded in a local staging folder and placed only once the
@@ -27,18 +27,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, cast
 
-from sluice import layout
-from sluice.aggregates import PartialAggregator
-from sluice.catalog import unprojected
+from sluice.aggregates.partials import PartialAggregator
 from sluice.contracts import Contract
-from sluice.csvsource import count_line_breaks
+from sluice.engine.counts import counts_json
+from sluice.engine.csvsource import count_line_breaks
+from sluice.engine.partitioning import WriterOptions
+from sluice.engine.transform import ConvertOptions, ConvertResult, ProgressHook, convert
 from sluice.errors import InputRejectedError, RejectThresholdError, TransientError
-from sluice.manifest import OutputRef, RunManifest
-from sluice.partitioning import WriterOptions
-from sluice.payloads import RangeResult, RangeTask, SourceObject, TransformResult, ValidateResult
+from sluice.pipeline import layout
+from sluice.pipeline.catalog import unprojected
+from sluice.pipeline.manifest import OutputRef, RunManifest
+from sluice.pipeline.payloads import RangeResult, RangeTask, SourceObject, TransformResult, ValidateResult
+from sluice.pipeline.preflight import describe
 from sluice.ports import ObjectStore
-from sluice.preflight import describe
-from sluice.transform import ConvertOptions, ConvertResult, ProgressHook, convert
 from sluice.uris import s3_uri
 
 PARQUET = "application/vnd.apache.parquet"
@@ -244,15 +245,7 @@ def run_manifest(
         dataset=contract.dataset,
         contract_version=contract.version,
         source=dict(source),
-        rows_in=result.rows_in,
-        rows_out=result.rows_out,
-        rows_rejected=result.rows_rejected,
-        bytes_in=result.bytes_in,
-        bytes_out=result.bytes_out,
-        blank_lines=result.blank_lines,
-        rejects_by_rule=dict(result.rejects_by_rule),
-        schema=[list(c) for c in result.schema],
-        partition_columns=list(result.partition_columns),
+        **counts_json(result),
         outputs=landed.outputs,
         quarantine_uri=quarantine_uri,
         partials_uri=partials_uri,

@@ -22,9 +22,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sluice.contracts import Column, Contract, Dialect
-from sluice.dateformats import MONTHS, DateFormat, compile_format
+from sluice.engine.dateformats import MONTHS, DateFormat, compile_format
+from sluice.engine.patterns import compile_fixed, numbered, rows_of_width
 from sluice.errors import ContractError
-from sluice.patterns import compile_fixed, numbered, rows_of_width
 
 # The acceptance rule of each type (docs/engine.md, "What a value of each type may look like"): a
 # value is valid when it has the shape below *and* Arrow's cast reads it alone (range, precision,

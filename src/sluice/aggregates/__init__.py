@@ -1,0 +1,1 @@
+"""Stream aggregates: partial aggregates per tumbling window, their records, state and reads."""
