@@ -10,6 +10,7 @@ dependencies only: they are imported for type checking, never at run time (the l
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from typing import TYPE_CHECKING, Literal, cast, overload
 
@@ -47,12 +48,17 @@ def client(service: Literal["kinesis"], *, quick: bool = False) -> KinesisClient
 @overload
 def client(service: Literal["stepfunctions"], *, quick: bool = False) -> SFNClient: ...
 def client(service: Service, *, quick: bool = False) -> S3Client | DynamoDBClient | KinesisClient | SFNClient:
-    """The cached boto3 client for `service` (`quick`: bounded retries and timeouts, see QUICK)."""
-    return cast("S3Client | DynamoDBClient | KinesisClient | SFNClient", _cached(service, quick))
+    """The cached boto3 client for `service` (`quick`: bounded retries and timeouts, see QUICK).
+
+    One per endpoint and region in the environment, so a process that points the SDK elsewhere
+    (the CLI's ``Connection.environment()``) does not reuse a client of the previous endpoint.
+    """
+    where = (os.environ.get("AWS_ENDPOINT_URL"), os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
+    return cast("S3Client | DynamoDBClient | KinesisClient | SFNClient", _cached(service, quick, where))
 
 
 @cache
-def _cached(service: Service, quick: bool) -> BaseClient:
+def _cached(service: Service, quick: bool, where: tuple[str | None, str | None]) -> BaseClient:
     return boto3.session.Session().client(service, config=QUICK if quick else RETRIES)
 
 
