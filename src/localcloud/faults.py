@@ -28,8 +28,16 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal, cast
+
+
+def _construct[F](cls: type[F], data: dict[str, Any]) -> F:
+    """``cls(**data)``, refusing unknown fields (and ``hits``, which the cloud counts)."""
+    unknown = set(data) - {f.name for f in fields(cast(Any, cls)) if f.name != "hits"}
+    if unknown:
+        raise ValueError(f"unknown fault fields: {sorted(unknown)}")
+    return cls(**data)
 
 
 @dataclass
@@ -59,10 +67,7 @@ class Fault:
             An unknown field or a bad value.
 
         """
-        unknown = set(data) - {f for f in cls.__dataclass_fields__ if f != "hits"}
-        if unknown:
-            raise ValueError(f"unknown fault fields: {sorted(unknown)}")
-        fault = cls(**data)
+        fault = _construct(cls, data)
         if fault.when not in ("before", "after") or fault.times < 0 or fault.delay < 0:
             raise ValueError(f"bad fault: {data}")
         return fault
@@ -100,11 +105,9 @@ class RequestFault:
             An unknown field or a bad value.
 
         """
-        unknown = set(data) - {f for f in cls.__dataclass_fields__ if f != "hits"}
-        if unknown or not data.get("match"):
-            raise ValueError(f"unknown request fault fields: {sorted(unknown)}" if unknown else "match is required")
-        fault = cls(**data)
-        if fault.times < 0 or (fault.reset_after is not None and fault.reset_after < 0) or fault.status < 400:
+        fault = _construct(cls, data)
+        cut = fault.reset_after
+        if not fault.match or fault.times < 0 or (cut is not None and cut < 0) or fault.status < 400:
             raise ValueError(f"bad request fault: {data}")
         return fault
 

@@ -108,29 +108,20 @@ class DynamoAggregateStore:
     def put_aggregate(self, aggregate: StoredAggregate, expected_rev: int | None) -> bool:
         """Write the item if its revision is still `expected_rev` (None: absent)."""
         key, values = aggregate.key, aggregate.values
-        now = _now()
         document = {
             "pk": aggregate_pk(key.dataset, key.bucket_seconds),
             "sk": aggregate_sk(key),
             "gsi1pk": group_pk(key.dataset, key.bucket_seconds, key.group_key),
             "gsi1sk": key.bucket_iso or NO_TIME,
             "kind": "aggregate",
-            "dataset": key.dataset,
-            "bucket_seconds": key.bucket_seconds,
-            "bucket_start": key.bucket_iso,
+            **self._common(key, values, aggregate.rev),
             "bucket_end": None if key.bucket_start is None else iso_seconds(key.bucket_start + key.bucket_seconds),
-            "group": key.group_dict,
             "group_key": key.group_key,
-            "count": values.count,
             "measures": _readable_measures(values),
             "distinct": {c: s.estimate() for c, s in values.distinct.items()},
             "distinct_exact": {c: s.exact for c, s in values.distinct.items()},
-            "values": json.dumps(values.to_json(), separators=(",", ":")),
             "sources": aggregate.sources,
             "shards": aggregate.shards,
-            "rev": aggregate.rev,
-            "updated_at": now.isoformat(timespec="milliseconds"),
-            "expires_at": self._expiry(now),
         }
         return self._put(document, expected_rev)
 
@@ -153,25 +144,15 @@ class DynamoAggregateStore:
 
     def put_contribution(self, contribution: Contribution, expected_rev: int | None) -> bool:
         """Write the contribution if its revision is still `expected_rev` (None: absent)."""
-        key = contribution.key
-        now = _now()
         document = {
-            "pk": contribution_pk(key),
+            "pk": contribution_pk(contribution.key),
             "sk": contribution.contributor,
             "kind": "contribution",
-            "dataset": key.dataset,
-            "bucket_seconds": key.bucket_seconds,
-            "bucket_start": key.bucket_iso,
-            "group": key.group_dict,
-            "values": json.dumps(contribution.values.to_json(), separators=(",", ":")),
-            "count": contribution.values.count,
-            "rev": contribution.rev,
+            **self._common(contribution.key, contribution.values, contribution.rev),
             "run_id": contribution.run_id,
             "ord": contribution.order,
             "seq": contribution.seq,
             "hw": contribution.hw,
-            "updated_at": now.isoformat(timespec="milliseconds"),
-            "expires_at": self._expiry(now),
         }
         return self._put(document, expected_rev)
 
@@ -220,6 +201,21 @@ class DynamoAggregateStore:
         return list(self._items(group_pk(dataset, bucket_seconds, group_key), since=since, until=until, index="gsi1"))
 
     # ------------------------------------------------------------------ plumbing
+    def _common(self, key: ItemKey, values: Values, rev: int) -> dict[str, Any]:
+        """The attributes aggregate and contribution items share."""
+        now = _now()
+        return {
+            "dataset": key.dataset,
+            "bucket_seconds": key.bucket_seconds,
+            "bucket_start": key.bucket_iso,
+            "group": key.group_dict,
+            "count": values.count,
+            "values": json.dumps(values.to_json(), separators=(",", ":")),
+            "rev": rev,
+            "updated_at": now.isoformat(timespec="milliseconds"),
+            "expires_at": self._expiry(now),
+        }
+
     def _expiry(self, now: datetime) -> int | None:
         if not self.retention_days:
             return None
