@@ -25,12 +25,13 @@ if TYPE_CHECKING:
         PutTypeDef,
         QueryInputPaginateTypeDef,
         TransactWriteItemTypeDef,
+        UniversalAttributeValueTypeDef,
     )
 
 _CONFLICTS = ("TransactionCanceledException", "ConditionalCheckFailedException")
 
 
-def _record(item: Mapping[str, Any]) -> dict[str, Any]:
+def _record(item: Mapping[str, UniversalAttributeValueTypeDef]) -> dict[str, Any]:
     """A stored item as a plain record."""
     return dict(plain(from_wire(item)))
 

@@ -15,6 +15,8 @@ from sluice.adapters.clients import client
 from sluice.uris import s3_uri, split_uri
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from _typeshed import WriteableBuffer
     from botocore.response import StreamingBody
     from mypy_boto3_s3.client import S3Client
@@ -81,7 +83,7 @@ class S3Store:
         bucket, key = split_uri(uri)
         return json.loads(self._s3.get_object(Bucket=bucket, Key=key)["Body"].read())
 
-    def list_keys(self, bucket: str, prefix: str) -> Iterator[tuple[str, int, Any]]:
+    def list_keys(self, bucket: str, prefix: str) -> Iterator[tuple[str, int, datetime]]:
         """``(key, size, last_modified)`` under `prefix`."""
         for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
@@ -98,7 +100,7 @@ class S3Store:
             ids += [v["VersionId"] for v in page.get("Versions", []) if v["Key"] == key and v["VersionId"] != "null"]
         return ids
 
-    def list_versions(self, bucket: str, prefix: str) -> Iterator[tuple[str, str, bool, Any]]:
+    def list_versions(self, bucket: str, prefix: str) -> Iterator[tuple[str, str, bool, datetime]]:
         """``(key, version id, is latest, last modified)`` under `prefix` (S3's order: newest first per key)."""
         for page in self._s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
             for v in page.get("Versions", []):
