@@ -19,7 +19,8 @@ hits the AWS requests themselves, whoever sends them (a function's boto3, a test
 is answered with an error status (``SlowDown`` 503 by default: S3 throttling) or, with
 ``reset_after``, with its real answer cut after that many body bytes and the connection closed
 (a connection reset mid-stream). botocore retries the error statuses itself, so a fault meant to
-reach the code must hit every attempt (``times`` = the client's ``max_attempts``).
+reach the code must hit every attempt (``times`` = 1 + the client's ``max_attempts``, which counts
+the retries only).
 ``DELETE /_sluice/faults`` disarms both kinds.
 """
 

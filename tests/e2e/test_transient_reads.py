@@ -2,7 +2,7 @@
 
 The faults hit the raw object's whole-object GET (Transform's read; Validate reads ranges) in the
 local cloud's bridge (``RemoteCloud.inject_request_fault``), under the function's real boto3: a
-``SlowDown`` 503 on every attempt botocore makes (its retries are spent, the S3 adapter raises
+``SlowDown`` 503 on every attempt botocore makes (the first and its 8 retries: all spent, the S3 adapter raises
 TransientError), or the body cut halfway with the connection closed (a reset mid-stream, which
 botocore does not retry). Either way Transform fails with ``TransientError``, the state machine's
 ``Retry`` runs it again, and the run commits every row once.
@@ -20,7 +20,8 @@ from tests.e2e.conftest import Pipeline
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 HEADER = "order_id,ordered_at,customer_id,country,channel,quantity,unit_price,amount,paid"
-BOTOCORE_ATTEMPTS = int(RETRIES.retries["max_attempts"])  # type: ignore[index]
+# botocore's max_attempts counts the retries: the first attempt comes on top
+BOTOCORE_ATTEMPTS = int(RETRIES.retries["max_attempts"]) + 1  # type: ignore[index]
 
 
 def orders(tag: str, rows: int) -> bytes:
