@@ -22,23 +22,35 @@ from typing import Any
 from moto.core.common_models import CloudFormationModel
 
 
-class LambdaAliasModel(CloudFormationModel):
+class _Named:
+    """A model's resource type ``TYPE`` and its name property ``NAME_PROPERTY``.
+
+    A mixin, not a base class: moto's CloudFormation lists only direct subclasses of its model class.
+    """
+
+    TYPE = ""
+    NAME_PROPERTY = ""
+
+    @classmethod
+    def cloudformation_type(cls) -> str:
+        """The resource type."""
+        return cls.TYPE
+
+    @classmethod
+    def cloudformation_name_type(cls) -> str:
+        """The property holding the name."""
+        return cls.NAME_PROPERTY
+
+
+class LambdaAliasModel(_Named, CloudFormationModel):
     """``AWS::Lambda::Alias`` for moto's CloudFormation."""
+
+    TYPE, NAME_PROPERTY = "AWS::Lambda::Alias", "Name"
 
     def __init__(self, arn: str, name: str, function_name: str) -> None:
         self.arn = arn
         self.name = name
         self.function_name = function_name
-
-    @staticmethod
-    def cloudformation_type() -> str:
-        """The resource type."""
-        return "AWS::Lambda::Alias"
-
-    @staticmethod
-    def cloudformation_name_type() -> str:
-        """The property holding the name."""
-        return "Name"
 
     @classmethod
     def create_from_cloudformation_json(
@@ -80,22 +92,14 @@ class LambdaAliasModel(CloudFormationModel):
         return False
 
 
-class AlarmModel(CloudFormationModel):
+class AlarmModel(_Named, CloudFormationModel):
     """``AWS::CloudWatch::Alarm`` (metric and metric-math alarms) for moto's CloudFormation."""
+
+    TYPE, NAME_PROPERTY = "AWS::CloudWatch::Alarm", "AlarmName"
 
     def __init__(self, name: str, arn: str) -> None:
         self.name = name
         self.arn = arn
-
-    @staticmethod
-    def cloudformation_type() -> str:
-        """The resource type."""
-        return "AWS::CloudWatch::Alarm"
-
-    @staticmethod
-    def cloudformation_name_type() -> str:
-        """The property holding the name."""
-        return "AlarmName"
 
     @classmethod
     def create_from_cloudformation_json(

@@ -141,43 +141,66 @@ def kinesis_failure_record(
     }
 
 
-def scheduled_event(rule_arn: str, region: str, account: str, now: float | None = None) -> dict[str, Any]:
-    """EventBridge's ``Scheduled Event`` for a rule."""
+def eventbridge_event(
+    detail_type: str,
+    source: str,
+    detail: dict[str, Any],
+    *,
+    region: str,
+    account: str,
+    resources: list[str],
+    now: float | None = None,
+) -> dict[str, Any]:
+    """An EventBridge event: the envelope every rule target receives, around `detail`."""
     return {
         "version": "0",
         "id": str(uuid.uuid4()),
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
+        "detail-type": detail_type,
+        "source": source,
         "account": account,
         "time": iso(datetime.now(UTC).timestamp() if now is None else now),
         "region": region,
-        "resources": [rule_arn],
-        "detail": {},
+        "resources": resources,
+        "detail": detail,
     }
+
+
+def scheduled_event(
+    rule_arn: str, region: str, account: str, now: float | None = None, detail: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """EventBridge's ``Scheduled Event`` for a rule (`detail`: empty, as a schedule sends it, unless given)."""
+    return eventbridge_event(
+        "Scheduled Event",
+        "aws.events",
+        dict(detail or {}),
+        region=region,
+        account=account,
+        resources=[rule_arn],
+        now=now,
+    )
 
 
 def object_created_event(
     bucket: str, key: str, head: Mapping[str, Any], region: str, account: str, *, now: float | None = None
 ) -> dict[str, Any]:
     """EventBridge's ``Object Created`` event of the object version `head` (a HeadObject response) describes."""
-    return {
+    detail = {
         "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "Object Created",
-        "source": "aws.s3",
-        "account": account,
-        "time": iso(datetime.now(UTC).timestamp() if now is None else now),
-        "region": region,
-        "resources": [f"arn:aws:s3:::{bucket}"],
-        "detail": {
-            "version": "0",
-            "bucket": {"name": bucket},
-            "object": {
-                "key": key,
-                "size": int(head.get("ContentLength", 0)),
-                "etag": str(head.get("ETag", "")).strip('"'),
-                "version-id": head.get("VersionId"),
-            },
-            "reason": "PutObject",
+        "bucket": {"name": bucket},
+        "object": {
+            "key": key,
+            "size": int(head.get("ContentLength", 0)),
+            "etag": str(head.get("ETag", "")).strip('"'),
+            "version-id": head.get("VersionId"),
         },
+        "reason": "PutObject",
     }
+    return eventbridge_event(
+        "Object Created",
+        "aws.s3",
+        detail,
+        region=region,
+        account=account,
+        resources=[f"arn:aws:s3:::{bucket}"],
+        now=now,
+    )

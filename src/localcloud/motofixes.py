@@ -1,4 +1,4 @@
-"""Make moto's Kinesis shards scale linearly: the local cloud's streams carry bursts of runs.
+"""Make moto's Kinesis shards and DynamoDB queries scale: the local cloud carries bursts of runs.
 
 moto (5.2) keeps a shard's records in an ordered dict and, on every put, builds the list of all
 its keys to find the last sequence number; every ``GetRecords`` walks the records from the first.
@@ -6,11 +6,18 @@ Both are linear in the records the shard holds, so a burst of puts is quadratic:
 records slow the whole local cloud down. The shard's sequence numbers only grow, so a sorted list
 of them (kept beside the dict) answers both in O(1) / O(log n). Behaviour is moto's own.
 
+moto's DynamoDB answers a ``Query`` on a table's key by sorting *every* item of the table, then
+keeping those of the partition: each query is O(n log n) in the table's size. The aggregates table
+holds an item and a contribution per (window, group, source), so a burst of month-spread files made
+every rebuild of an item cost seconds and stalled the Aggregate function. A base-table query now
+sorts only its own partition (moto's ``items[hash_key]``), the rest of moto's query unchanged.
+
 Applied once by the local cloud when it starts (never by the project's functions or layers).
 """
 
 from __future__ import annotations
 
+import threading
 from bisect import bisect_right
 from typing import Any
 
@@ -57,6 +64,49 @@ def _get_records(self: Any, last_sequence_id: str, limit: int | None) -> tuple[l
     return results, last, int(behind * 1000)
 
 
+# ------------------------------------------------------------------------------------- DynamoDB
+_SCOPE = threading.local()  # the (table, hash key) a base-table query on this thread is about
+
+
+def _sorted_items(items: list[Any]) -> list[Any]:
+    return sorted(items, key=lambda x: (x.hash_key, x.range_key) if x.range_key else x.hash_key)
+
+
+def _all_items(self: Any) -> list[Any]:
+    """The ``Table.all_items`` of moto; inside a base-table query, only the queried partition."""
+    scope = getattr(_SCOPE, "query", None)
+    if scope is None or scope[0] is not self:
+        return list(_TABLE_ORIGINALS["all_items"](self))
+    partition = self.items.get(scope[1])  # a defaultdict: get() adds no partition
+    if partition is None:
+        return []
+    return _sorted_items(list(partition.values()) if self.range_key_attr else [partition])
+
+
+def _query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+    """The ``Table.query`` of moto, told which partition a base-table query reads."""
+    index_name = kwargs.get("index_name", args[6] if len(args) > 6 else None)
+    if index_name or hash_key is None:
+        return _TABLE_ORIGINALS["query"](self, hash_key, *args, **kwargs)
+    _SCOPE.query = (self, hash_key)
+    try:
+        return _TABLE_ORIGINALS["query"](self, hash_key, *args, **kwargs)
+    finally:
+        _SCOPE.query = None
+
+
+_TABLE_ORIGINALS: dict[str, Any] = {}
+
+
+def table_originals() -> dict[str, Any]:
+    """The original ``Table`` methods of moto's DynamoDB, whether or not the patch is applied."""
+    from moto.dynamodb.models.table import Table
+
+    if not _TABLE_ORIGINALS:
+        _TABLE_ORIGINALS.update({name: getattr(Table, name) for name in ("all_items", "query")})
+    return dict(_TABLE_ORIGINALS)
+
+
 def originals() -> dict[str, Any]:
     """The original ``Shard`` methods of moto, whether or not the patch is applied (to compare with)."""
     from moto.kinesis.models import Shard
@@ -67,8 +117,13 @@ def originals() -> dict[str, Any]:
 
 
 def apply() -> None:
-    """Patch moto's Kinesis ``Shard`` (idempotent)."""
+    """Patch moto's Kinesis ``Shard`` and DynamoDB ``Table`` (idempotent)."""
+    from moto.dynamodb.models.table import Table
     from moto.kinesis.models import Shard
+
+    table_originals()
+    Table.all_items = _all_items  # type: ignore[method-assign]
+    Table.query = _query  # type: ignore[method-assign]
 
     originals()
     for name, fast in (

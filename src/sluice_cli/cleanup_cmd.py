@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from localcloud.events import scheduled_event
 from sluice.errors import SluiceError
 from sluice_cli.connection import Connection, running
 from sluice_cli.local_cmd import cleanup_detail
@@ -32,21 +32,6 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def scheduled_event(at: datetime, detail: dict[str, Any]) -> dict[str, Any]:
-    """A Scheduled Event as EventBridge sends it, with `detail`."""
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": "000000000000",
-        "time": at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": "us-east-1",
-        "resources": ["sluice cleanup (manual)"],
-        "detail": detail,
-    }
-
-
 def run(args: argparse.Namespace) -> int:
     """Invoke Cleanup; print its report as JSON (exit 1 when the function failed)."""
     if args.stack:
@@ -60,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError:
         raise SluiceError(f"--at {args.at!r} is not an ISO 8601 time (e.g. 2026-12-05T03:15:00Z)") from None
     at = at if at.tzinfo else at.replace(tzinfo=UTC)
-    event = scheduled_event(at, cleanup_detail(dry_run=args.dry_run, max_actions=args.max_actions))
+    detail = cleanup_detail(dry_run=args.dry_run, max_actions=args.max_actions)
+    event = scheduled_event("sluice cleanup (manual)", conn.region, "000000000000", at.timestamp(), detail)
     resp = conn.client("lambda").invoke(FunctionName=conn.resource("CleanupFunction"), Payload=json.dumps(event))
     raw = resp["Payload"].read()
     payload = json.loads(raw) if raw else None

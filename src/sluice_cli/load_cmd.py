@@ -73,13 +73,15 @@ class LoadReport:
     uploads: int
     duplicate_deliveries: int
     runs: int
-    seconds: float
-    files_per_minute: float
+    seconds: float  # from the first upload until the cloud was idle (aggregates settled)
+    files_per_minute: float  # uploads per minute over `seconds`
     lag_p50: float
     lag_p95: float
     lag_max: float
     peak_rss_mib: float
     curated_rows: int
+    runs_seconds: float = 0.0  # from the first upload to the end of the last run
+    runs_per_minute: float = 0.0  # uploads per minute over `runs_seconds`: the pipeline's own pace
     failures: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -266,16 +268,19 @@ def run_load(conn: Connection, wait_idle: Any, pid: int, *, files: int, shape: s
         curated_rows=0,
     )
     check(conn, uploads, report)
-    lags = _lags(conn, uploads)
-    if lags:
+    ends = _run_ends(conn, uploads)
+    lags = [end - upload.at for upload, end in ends]
+    if ends:
+        report.runs_seconds = round(max(end for _, end in ends) - began, 1)
+        report.runs_per_minute = round(len(uploads) / max(report.runs_seconds, 1e-3) * 60, 1)
         report.lag_p50 = round(statistics.median(lags), 1)
         report.lag_p95 = round(statistics.quantiles(lags, n=20)[-1] if len(lags) > 1 else lags[0], 1)
         report.lag_max = round(max(lags), 1)
     return report
 
 
-def _lags(conn: Connection, uploads: list[Upload]) -> list[float]:
-    """Seconds from each upload to the end of its run."""
+def _run_ends(conn: Connection, uploads: list[Upload]) -> list[tuple[Upload, float]]:
+    """Each upload whose run ended, with the time it ended (epoch seconds)."""
     from sluice.adapters.runs_table import DynamoRunTable
 
     with conn.environment():
@@ -285,7 +290,7 @@ def _lags(conn: Connection, uploads: list[Upload]) -> list[float]:
             for r in table.runs_by_source(f"s3://{conn.resource('RawBucket')}/{upload.key}"):
                 if r.get("source", {}).get("version_id") == upload.version_id and r.get("finished_at"):
                     ended[(upload.key, upload.version_id)] = datetime.fromisoformat(r["finished_at"]).timestamp()
-    return [ended[(u.key, u.version_id)] - u.at for u in uploads if (u.key, u.version_id) in ended]
+    return [(u, ended[(u.key, u.version_id)]) for u in uploads if (u.key, u.version_id) in ended]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -307,10 +312,12 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_json(), indent=2))
     else:
         print(
-            f"{report.uploads} uploads of {report.files} keys (+{report.duplicate_deliveries} duplicate deliveries) "
-            f"in {report.seconds:.0f} s: {report.files_per_minute:.0f} files/min; lag upload -> run end p50 "
-            f"{report.lag_p50:.0f} s, p95 {report.lag_p95:.0f} s, max {report.lag_max:.0f} s; peak RSS of the local "
-            f"cloud {report.peak_rss_mib:.0f} MiB; {report.curated_rows:,} curated rows"
+            f"{report.uploads} uploads of {report.files} keys (+{report.duplicate_deliveries} duplicate deliveries): "
+            f"every run ended {report.runs_seconds:.0f} s after the first upload ({report.runs_per_minute:.0f} "
+            f"files/min), lag upload -> run end p50 {report.lag_p50:.0f} s, p95 {report.lag_p95:.0f} s, max "
+            f"{report.lag_max:.0f} s; the stream's aggregates settled at {report.seconds:.0f} s "
+            f"({report.files_per_minute:.0f} files/min end to end); peak RSS of the local cloud "
+            f"{report.peak_rss_mib:.0f} MiB; {report.curated_rows:,} curated rows"
         )
         for failure in report.failures:
             print(f"FAILED: {failure}")

@@ -28,3 +28,4 @@ def test_a_burst_of_uploads_keeps_every_promise() -> None:
     assert report.failures == []
     assert report.uploads == 21 and report.runs == report.uploads
     assert report.curated_rows > 0 and report.lag_max > 0
+    assert report.lag_max <= report.runs_seconds <= report.seconds and report.runs_per_minute >= report.files_per_minute

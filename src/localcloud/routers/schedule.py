@@ -62,9 +62,9 @@ class ScheduleRouter:
             event: Any = (
                 json.loads(target.input)
                 if target.input
-                else scheduled_event(target.rule_arn, self._region, self._account, at.timestamp() if at else None)
+                else scheduled_event(
+                    target.rule_arn, self._region, self._account, at.timestamp() if at else None, detail
+                )
             )
-            if detail is not None and not target.input:
-                event["detail"] = dict(detail)
             results.append(pool.invoke(event))
         return results
