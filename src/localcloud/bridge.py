@@ -1,5 +1,8 @@
 """WSGI middleware in front of moto: Lambda Invoke runs our handlers, ``/_sluice/*`` drives the cloud.
 
+Armed request faults (:class:`localcloud.faults.RequestFault`, for tests) answer a matching AWS
+request with an error status, or cut its real answer short, before or instead of moto.
+
 Every other request goes to moto under one lock: moto's backends are not thread-safe (two
 concurrent Kinesis puts can get the same sequence number, two conditional DynamoDB writes can both
 succeed), and handlers in several workers call them at once. Long polls (SQS ReceiveMessage) and
@@ -14,10 +17,11 @@ import re
 import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any, Protocol
 from urllib.parse import unquote
 
-from localcloud.faults import Fault, Faults
+from localcloud.faults import Fault, Faults, RequestFault
 from localcloud.pool import FunctionPool, InvokeResult
 from localcloud.server import WSGIApp
 
@@ -85,10 +89,30 @@ class Bridge:
                 return self._invoke(pool, environ, start_response)
         if path.startswith("/_sluice/"):
             return self._route(path, method, environ, start_response)
+        query = environ.get("QUERY_STRING", "")
+        fault = self._control.faults.take_request(
+            method, f"{path}?{query}" if query else path, ranged="HTTP_RANGE" in environ
+        )
+        if fault is not None:
+            return self._faulted(fault, environ, start_response)
+        return self._forward(environ, start_response)
+
+    def _forward(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if not self._needs_lock(environ):
             return self._app(environ, start_response)
         with self._moto_lock:
             return list(self._app(environ, start_response))
+
+    def _faulted(self, fault: RequestFault, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        """An error answer, or the real answer cut short (its Content-Length kept; werkzeug closes the connection)."""
+        if fault.reset_after is not None:
+            return [b"".join(self._forward(environ, start_response))[: fault.reset_after]]
+        content_type, body = fault.error_body(json_protocol="HTTP_X_AMZ_TARGET" in environ)
+        start_response(
+            f"{fault.status} {HTTPStatus(fault.status).phrase}",
+            [("Content-Type", content_type), ("Content-Length", str(len(body))), ("x-amzn-ErrorType", fault.code)],
+        )
+        return [body]
 
     def _needs_lock(self, environ: dict[str, Any]) -> bool:
         if environ.get("HTTP_X_AMZ_TARGET", "") in _UNLOCKED_TARGETS:
@@ -138,6 +162,7 @@ class Bridge:
             ("GET", "/_sluice/faults"): self._faults_armed,
             ("POST", "/_sluice/faults"): self._arm_fault,
             ("DELETE", "/_sluice/faults"): self._clear_faults,
+            ("POST", "/_sluice/request-faults"): self._arm_request_fault,
         }
         route = routes.get((method, path))
         if route is None:
@@ -169,6 +194,11 @@ class Bridge:
             return "404 Not Found", {"error": f"no function {fault.function!r} in this stack"}
         fault.function = pool.spec.logical_id
         self._control.faults.arm(fault)
+        return "200 OK", {"armed": fault.to_json()}
+
+    def _arm_request_fault(self, body: dict[str, Any]) -> tuple[str, Any]:
+        fault = RequestFault.from_json(body)
+        self._control.faults.arm_request(fault)
         return "200 OK", {"armed": fault.to_json()}
 
     def _clear_faults(self, body: dict[str, Any]) -> tuple[str, Any]:

@@ -139,8 +139,13 @@ class RemoteCloud:
         armed: dict[str, Any] = self._call("POST", "/_sluice/faults", {"function": function, **fault}, timeout=10)
         return dict(armed["armed"])
 
+    def inject_request_fault(self, match: str, **fault: Any) -> dict[str, Any]:
+        """Arm a fault on AWS requests containing `match` (see ``localcloud.faults.RequestFault``); returns it."""
+        armed: dict[str, Any] = self._call("POST", "/_sluice/request-faults", {"match": match, **fault}, timeout=10)
+        return dict(armed["armed"])
+
     def clear_faults(self) -> list[dict[str, Any]]:
-        """Disarm every fault; returns them with how often each hit."""
+        """Disarm every fault (of functions and of requests); returns them with how often each hit."""
         return list(self._call("DELETE", "/_sluice/faults", {}, timeout=10)["cleared"])
 
     def wait_idle(self, timeout: float = 120, *, flush_windows: bool = True) -> None:

@@ -21,12 +21,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _reset_caches() -> None:
     from sluice import settings
-    from sluice.adapters import clients, runs_table
+    from sluice.adapters import clients
 
     settings.settings.cache_clear()
     settings.contracts.cache_clear()
-    clients.client.cache_clear()
-    runs_table._table.cache_clear()
+    clients.clear_cache()
 
 
 @pytest.fixture

@@ -247,3 +247,55 @@ def test_startup_is_quick(cloud: RemoteCloud) -> None:
         elapsed = time.monotonic() - started
         assert second.endpoint != cloud.endpoint
     assert elapsed < 30, f"local cloud took {elapsed:.1f} s to start"
+
+
+def test_request_faults_throttle_or_cut_the_matching_requests_only(cloud: RemoteCloud) -> None:
+    """The test-only hook behind the e2e retry tests: an S3 GET throttled, or reset mid-body."""
+    from botocore.config import Config
+    from botocore.exceptions import ClientError, ResponseStreamingError
+
+    from sluice.adapters.s3 import S3Store
+    from sluice.errors import TransientError
+
+    s3 = cloud.client("s3")
+    one_try = s3_client(cloud, Config(retries={"total_max_attempts": 1}))
+    s3.create_bucket(Bucket="request-faults")
+    data = bytes(range(256)) * 400
+    s3.put_object(Bucket="request-faults", Key="t/object.bin", Body=data)
+
+    armed = cloud.inject_request_fault("t/object.bin", ranged=False, times=2)
+    assert (armed["status"], armed["code"]) == (503, "SlowDown")
+    assert (
+        one_try.get_object(Bucket="request-faults", Key="t/object.bin", Range="bytes=0-9")["Body"].read() == data[:10]
+    )
+    for _ in range(2):
+        with pytest.raises(ClientError) as throttled:
+            one_try.get_object(Bucket="request-faults", Key="t/object.bin")
+        assert throttled.value.response["Error"]["Code"] == "SlowDown"
+        assert throttled.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    assert one_try.get_object(Bucket="request-faults", Key="t/object.bin")["Body"].read() == data  # times=2: spent
+
+    cloud.inject_request_fault("t/object.bin", reset_after=1000, times=2)
+    with pytest.raises(ResponseStreamingError):
+        one_try.get_object(Bucket="request-faults", Key="t/object.bin")["Body"].read()
+    store = S3Store.__new__(S3Store)
+    store._s3 = one_try
+    with (
+        pytest.raises(TransientError, match="AWS connection failed"),
+        store.open("request-faults", "t/object.bin") as f,
+    ):
+        f.read()
+    assert cloud.clear_faults() == []  # both spent, so disarmed
+
+
+def s3_client(cloud: RemoteCloud, config: Any) -> Any:
+    import boto3
+
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=cloud.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=config,
+    )

@@ -39,11 +39,10 @@ def s3() -> Iterator[tuple[S3Store, Stubber]]:
 
 @pytest.fixture
 def runs() -> Iterator[tuple[DynamoRunTable, Stubber]]:
-    """A DynamoRunTable over a stubbed table."""
-    table = boto3.session.Session().resource("dynamodb", config=NO_RETRIES, **KEYS).Table("runs")
+    """A DynamoRunTable over a stubbed client."""
     adapter = DynamoRunTable.__new__(DynamoRunTable)
-    adapter._name, adapter._table = "runs", table
-    with Stubber(table.meta.client) as stub:
+    adapter._name, adapter._ddb = "runs", boto3.session.Session().client("dynamodb", config=NO_RETRIES, **KEYS)
+    with Stubber(adapter._ddb) as stub:
         yield adapter, stub
 
 
@@ -147,3 +146,99 @@ def test_the_state_machine_retries_transient_errors_in_transform() -> None:
     for state in [transform, *ranges.values()]:
         if state.get("Type") == "Task":
             assert any("TransientError" in r["ErrorEquals"] for r in state["Retry"])
+
+
+# ---------------------------------------------------------------------------------------- managed uploads
+@pytest.mark.parametrize(("code", "status", "raised"), [("SlowDown", 503, TransientError), ("AccessDenied", 403, None)])
+def test_a_managed_upload_is_judged_by_the_error_it_wraps(
+    s3: tuple[S3Store, Stubber], tmp_path: Path, code: str, status: int, raised: type[Exception] | None
+) -> None:
+    from boto3.exceptions import S3UploadFailedError
+
+    store, stub = s3
+    path = tmp_path / "part.parquet"
+    path.write_bytes(b"PAR1")
+    stub.add_client_error("put_object", service_error_code=code, http_status_code=status)
+    with pytest.raises(raised or S3UploadFailedError, match=code) as caught:
+        store.upload_file(path, "curated", "t/part.parquet")
+    if raised is None:
+        assert type(caught.value) is S3UploadFailedError  # AccessDenied: not retried
+
+
+# ---------------------------------------------------------------------------------------- Kinesis
+def kinesis() -> tuple[Any, Stubber]:
+    stream = boto3.session.Session().client("kinesis", config=NO_RETRIES, **KEYS)
+    return stream, Stubber(stream)
+
+
+def test_a_refused_put_records_is_transient_and_a_missing_stream_is_not() -> None:
+    from sluice.adapters.kinesis import KinesisPublisher
+
+    stream, stub = kinesis()
+    publisher = KinesisPublisher("s", client=stream, sleep=lambda _: None)
+    with stub:
+        stub.add_client_error("put_records", service_error_code="ProvisionedThroughputExceededException")
+        with pytest.raises(TransientError, match="ProvisionedThroughputExceeded"):
+            publisher.put([("k", b"x")])
+        stub.add_client_error("put_records", service_error_code="ResourceNotFoundException")
+        with pytest.raises(ClientError, match="ResourceNotFoundException"):
+            publisher.put([("k", b"x")])
+
+
+def test_entries_rejected_inside_an_answer_are_still_retried_with_backoff() -> None:
+    from sluice.adapters.kinesis import KinesisPublisher
+
+    stream, stub = kinesis()
+    delays: list[float] = []
+    publisher = KinesisPublisher("s", client=stream, sleep=delays.append)
+    rejected = {"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "slow down"}
+    accepted = {"SequenceNumber": "1", "ShardId": "shardId-0"}
+    with stub:
+        stub.add_response("put_records", {"FailedRecordCount": 1, "Records": [accepted, rejected]})
+        stub.add_response("put_records", {"Records": [accepted]})  # FailedRecordCount absent: none failed
+        assert publisher.put([("a", b"1"), ("b", b"2")]) == 2
+    assert publisher.retried == 1 and len(delays) == 1
+
+
+# ---------------------------------------------------------------------------------------- aggregates table
+@pytest.fixture
+def aggregates() -> Iterator[tuple[Any, Stubber]]:
+    """A DynamoAggregateStore over a stubbed client."""
+    from sluice.adapters.aggregates_table import DynamoAggregateStore
+
+    ddb = boto3.session.Session().client("dynamodb", config=NO_RETRIES, **KEYS)
+    with Stubber(ddb) as stub:
+        yield DynamoAggregateStore("aggregates", client=ddb), stub
+
+
+def test_throttled_aggregates_table_is_transient_and_a_failed_condition_is_an_answer(
+    aggregates: tuple[Any, Stubber],
+) -> None:
+    from sluice.aggregates import ItemKey
+
+    store, stub = aggregates
+    key = ItemKey("orders", 3600, 1_795_000_000, (("country", "DE"),))
+    stub.add_client_error("get_item", service_error_code="ProvisionedThroughputExceededException")
+    with pytest.raises(TransientError, match="ProvisionedThroughputExceeded"):
+        store.get_aggregate(key)
+    stub.add_client_error("query", service_error_code="InternalServerError", http_status_code=500)
+    with pytest.raises(TransientError, match="InternalServerError"):
+        store.list_contributions(key)
+    stub.add_client_error("delete_item", service_error_code="ConditionalCheckFailedException")
+    assert store.delete_aggregate(key, expected_rev=2) is False  # another writer moved first
+    stub.add_client_error("delete_item", service_error_code="ValidationException")
+    with pytest.raises(ClientError, match="ValidationException"):
+        store.delete_aggregate(key, expected_rev=2)
+
+
+# ---------------------------------------------------------------------------------------- runs table signals
+def test_runs_table_conditions_stay_domain_signals(runs: tuple[DynamoRunTable, Stubber]) -> None:
+    from sluice.errors import CommitConflictError
+    from sluice.ports import Guard
+
+    table, stub = runs
+    stub.add_client_error("update_item", service_error_code="ConditionalCheckFailedException")
+    assert table.transition("r1", ["RUNNING"], {"status": "FAILED"}) is False
+    stub.add_client_error("transact_write_items", service_error_code="TransactionCanceledException")
+    with pytest.raises(CommitConflictError):
+        table.write_all([({"run_id": "r1", "rev": 2}, Guard(rev=1))])

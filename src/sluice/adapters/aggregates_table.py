@@ -20,20 +20,20 @@ import json
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import ClientError
-
+from sluice.adapters.aws_errors import mapping_methods
 from sluice.adapters.clients import client as cached_client
+from sluice.adapters.dynamo_items import attribute, from_wire, number, to_wire
 from sluice.aggregates.store import Contribution, StoredAggregate
 from sluice.aggregates.values import ItemKey, Values, iso_seconds
 
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, QueryInputPaginateTypeDef
+
 DATASETS_PK = "DATASETS"
 NO_TIME = "none"
-MAX_NUMBER_DIGITS = 38
-_SERIALIZE = TypeSerializer().serialize
-_DESERIALIZE = TypeDeserializer().deserialize
 
 
 # ---------------------------------------------------------------------------------------- keys
@@ -58,11 +58,6 @@ def contribution_pk(key: ItemKey) -> str:
 
 
 # ---------------------------------------------------------------------------------------- attribute values
-def _number(value: Decimal) -> Decimal | str:
-    """A DynamoDB number when it fits (38 digits), else its exact text."""
-    return value if len(value.as_tuple().digits) <= MAX_NUMBER_DIGITS else format(value, "f")
-
-
 def _readable_measures(values: Values) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for col, m in values.measures.items():
@@ -70,27 +65,9 @@ def _readable_measures(values: Values) -> dict[str, Any]:
         for op in ("sum", "min", "max"):
             v = getattr(m, op)
             if v is not None:
-                entry[op] = _number(v) if isinstance(v, Decimal) else v
+                entry[op] = number(v) if isinstance(v, Decimal) else v
         out[col] = entry
     return out
-
-
-def _to_av(document: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _SERIALIZE(_plain(v)) for k, v in document.items() if v is not None}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _from_av(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _DESERIALIZE(v) for k, v in item.items()}
 
 
 def _now() -> datetime:
@@ -98,12 +75,19 @@ def _now() -> datetime:
 
 
 # ---------------------------------------------------------------------------------------- store
+@mapping_methods
 class DynamoAggregateStore:
-    """:class:`sluice.aggregates.store.AggregateStore` on the aggregates table, plus the reads of dashboards."""
+    """:class:`sluice.aggregates.store.AggregateStore` on the aggregates table, plus the reads of dashboards.
 
-    def __init__(self, table_name: str, *, client: Any = None, retention_days: int | None = None) -> None:
+    Throttling, 5xx and dropped connections raise TransientError; a failed revision condition is
+    the answer False (another writer moved first), not an error.
+    """
+
+    def __init__(
+        self, table_name: str, *, client: DynamoDBClient | None = None, retention_days: int | None = None
+    ) -> None:
         self.table = table_name
-        self._ddb = client if client is not None else cached_client("dynamodb")
+        self._ddb: DynamoDBClient = client if client is not None else cached_client("dynamodb")
         self.retention_days = retention_days
         self._registered: set[tuple[str, int]] = set()
 
@@ -124,29 +108,20 @@ class DynamoAggregateStore:
     def put_aggregate(self, aggregate: StoredAggregate, expected_rev: int | None) -> bool:
         """Write the item if its revision is still `expected_rev` (None: absent)."""
         key, values = aggregate.key, aggregate.values
-        now = _now()
         document = {
             "pk": aggregate_pk(key.dataset, key.bucket_seconds),
             "sk": aggregate_sk(key),
             "gsi1pk": group_pk(key.dataset, key.bucket_seconds, key.group_key),
             "gsi1sk": key.bucket_iso or NO_TIME,
             "kind": "aggregate",
-            "dataset": key.dataset,
-            "bucket_seconds": key.bucket_seconds,
-            "bucket_start": key.bucket_iso,
+            **self._common(key, values, aggregate.rev),
             "bucket_end": None if key.bucket_start is None else iso_seconds(key.bucket_start + key.bucket_seconds),
-            "group": key.group_dict,
             "group_key": key.group_key,
-            "count": values.count,
             "measures": _readable_measures(values),
             "distinct": {c: s.estimate() for c, s in values.distinct.items()},
             "distinct_exact": {c: s.exact for c, s in values.distinct.items()},
-            "values": json.dumps(values.to_json(), separators=(",", ":")),
             "sources": aggregate.sources,
             "shards": aggregate.shards,
-            "rev": aggregate.rev,
-            "updated_at": now.isoformat(timespec="milliseconds"),
-            "expires_at": self._expiry(now),
         }
         return self._put(document, expected_rev)
 
@@ -155,15 +130,11 @@ class DynamoAggregateStore:
         try:
             self._ddb.delete_item(
                 TableName=self.table,
-                Key=_to_av({"pk": aggregate_pk(key.dataset, key.bucket_seconds), "sk": aggregate_sk(key)}),
-                ConditionExpression="#rev = :rev",
-                ExpressionAttributeNames={"#rev": "rev"},
-                ExpressionAttributeValues={":rev": {"N": str(expected_rev)}},
+                Key=to_wire({"pk": aggregate_pk(key.dataset, key.bucket_seconds), "sk": aggregate_sk(key)}),
+                **_at_rev(expected_rev),
             )
-        except ClientError as exc:
-            if _condition_failed(exc):
-                return False
-            raise
+        except self._ddb.exceptions.ConditionalCheckFailedException:
+            return False
         return True
 
     def get_contribution(self, key: ItemKey, contributor: str) -> Contribution | None:
@@ -173,38 +144,21 @@ class DynamoAggregateStore:
 
     def put_contribution(self, contribution: Contribution, expected_rev: int | None) -> bool:
         """Write the contribution if its revision is still `expected_rev` (None: absent)."""
-        key = contribution.key
-        now = _now()
         document = {
-            "pk": contribution_pk(key),
+            "pk": contribution_pk(contribution.key),
             "sk": contribution.contributor,
             "kind": "contribution",
-            "dataset": key.dataset,
-            "bucket_seconds": key.bucket_seconds,
-            "bucket_start": key.bucket_iso,
-            "group": key.group_dict,
-            "values": json.dumps(contribution.values.to_json(), separators=(",", ":")),
-            "count": contribution.values.count,
-            "rev": contribution.rev,
+            **self._common(contribution.key, contribution.values, contribution.rev),
             "run_id": contribution.run_id,
             "ord": contribution.order,
             "seq": contribution.seq,
             "hw": contribution.hw,
-            "updated_at": now.isoformat(timespec="milliseconds"),
-            "expires_at": self._expiry(now),
         }
         return self._put(document, expected_rev)
 
     def list_contributions(self, key: ItemKey) -> list[Contribution]:
         """Every contribution of the item (strongly consistent)."""
-        return [
-            _contribution(key, item)
-            for item in self._query(
-                KeyConditionExpression="pk = :pk",
-                ExpressionAttributeValues={":pk": {"S": contribution_pk(key)}},
-                ConsistentRead=True,
-            )
-        ]
+        return [_contribution(key, item) for item in self._items(contribution_pk(key), consistent=True)]
 
     def register_dataset(self, dataset: str, bucket_seconds: int) -> None:
         """Note that `dataset` has aggregates of this bucket size (once per process)."""
@@ -212,7 +166,7 @@ class DynamoAggregateStore:
             return
         self._ddb.put_item(
             TableName=self.table,
-            Item=_to_av(
+            Item=to_wire(
                 {
                     "pk": DATASETS_PK,
                     "sk": f"{dataset}#{bucket_seconds}",
@@ -228,7 +182,7 @@ class DynamoAggregateStore:
     # ------------------------------------------------------------------ reads (dashboards, CLI)
     def list_datasets(self) -> list[tuple[str, int]]:
         """``(dataset, bucket_seconds)`` of every dataset with aggregates."""
-        items = self._query(KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": DATASETS_PK}})
+        items = self._items(DATASETS_PK)
         return [(str(i["dataset"]), int(i["bucket_seconds"])) for i in items]
 
     def query_dataset(
@@ -238,60 +192,95 @@ class DynamoAggregateStore:
 
         Without `since` and `until`, the no-time bucket is included (last).
         """
-        values: dict[str, Any] = {":pk": {"S": aggregate_pk(dataset, bucket_seconds)}}
-        condition = "pk = :pk"
-        if since is not None or until is not None:
-            condition += " AND sk BETWEEN :lo AND :hi"
-            values[":lo"] = {"S": since or "0"}
-            values[":hi"] = {"S": until or "9999-12-31T23:59:59Z~"}
-        return list(self._query(KeyConditionExpression=condition, ExpressionAttributeValues=values))
+        return list(self._items(aggregate_pk(dataset, bucket_seconds), since=since, until=until))
 
     def query_group(
         self, dataset: str, bucket_seconds: int, group_key: str, since: str | None = None, until: str | None = None
     ) -> list[dict[str, Any]]:
         """One group's time series (index ``gsi1``), oldest first."""
-        values: dict[str, Any] = {":pk": {"S": group_pk(dataset, bucket_seconds, group_key)}}
-        condition = "gsi1pk = :pk"
-        if since is not None or until is not None:
-            condition += " AND gsi1sk BETWEEN :lo AND :hi"
-            values[":lo"] = {"S": since or "0"}
-            values[":hi"] = {"S": until or "9999-12-31T23:59:59Z~"}
-        return list(self._query(IndexName="gsi1", KeyConditionExpression=condition, ExpressionAttributeValues=values))
+        return list(self._items(group_pk(dataset, bucket_seconds, group_key), since=since, until=until, index="gsi1"))
 
     # ------------------------------------------------------------------ plumbing
+    def _common(self, key: ItemKey, values: Values, rev: int) -> dict[str, Any]:
+        """The attributes aggregate and contribution items share."""
+        now = _now()
+        return {
+            "dataset": key.dataset,
+            "bucket_seconds": key.bucket_seconds,
+            "bucket_start": key.bucket_iso,
+            "group": key.group_dict,
+            "count": values.count,
+            "values": json.dumps(values.to_json(), separators=(",", ":")),
+            "rev": rev,
+            "updated_at": now.isoformat(timespec="milliseconds"),
+            "expires_at": self._expiry(now),
+        }
+
     def _expiry(self, now: datetime) -> int | None:
         if not self.retention_days:
             return None
         return int((now + timedelta(days=self.retention_days)).timestamp())
 
     def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
-        resp = self._ddb.get_item(TableName=self.table, Key=_to_av({"pk": pk, "sk": sk}), ConsistentRead=True)
+        resp = self._ddb.get_item(TableName=self.table, Key=to_wire({"pk": pk, "sk": sk}), ConsistentRead=True)
         item = resp.get("Item")
-        return _from_av(item) if item else None
+        return from_wire(item) if item else None
 
     def _put(self, document: Mapping[str, Any], expected_rev: int | None) -> bool:
-        condition: dict[str, Any]
-        if expected_rev is None:
-            condition = {"ConditionExpression": "attribute_not_exists(pk)"}
-        else:
-            condition = {
-                "ConditionExpression": "#rev = :rev",
-                "ExpressionAttributeNames": {"#rev": "rev"},
-                "ExpressionAttributeValues": {":rev": {"N": str(expected_rev)}},
-            }
         try:
-            self._ddb.put_item(TableName=self.table, Item=_to_av(document), **condition)
-        except ClientError as exc:
-            if _condition_failed(exc):
-                return False
-            raise
+            if expected_rev is None:
+                self._ddb.put_item(
+                    TableName=self.table, Item=to_wire(document), ConditionExpression="attribute_not_exists(pk)"
+                )
+            else:
+                self._ddb.put_item(TableName=self.table, Item=to_wire(document), **_at_rev(expected_rev))
+        except self._ddb.exceptions.ConditionalCheckFailedException:
+            return False
         return True
 
-    def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        paginator = self._ddb.get_paginator("query")
-        for page in paginator.paginate(TableName=self.table, **kwargs):
+    def _items(
+        self,
+        pk: str,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        index: str | None = None,
+        consistent: bool = False,
+    ) -> Iterator[dict[str, Any]]:
+        """Items of partition `pk` (of the table or `index`), with a sort key in ``[since, until)`` if either is set."""
+        prefix = index or ""  # the keys of index gsi1 are gsi1pk, gsi1sk
+        values: dict[str, AttributeValueTypeDef] = {":pk": {"S": pk}}
+        condition = f"{prefix}pk = :pk"
+        if since is not None or until is not None:
+            condition += f" AND {prefix}sk BETWEEN :lo AND :hi"
+            values |= {":lo": {"S": since or "0"}, ":hi": {"S": until or "9999-12-31T23:59:59Z~"}}
+        query: QueryInputPaginateTypeDef = {
+            "TableName": self.table,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+        }
+        if index:
+            query["IndexName"] = index
+        if consistent:
+            query["ConsistentRead"] = True
+        for page in self._ddb.get_paginator("query").paginate(**query):
             for item in page.get("Items", []):
-                yield _from_av(item)
+                yield from_wire(item)
+
+
+class _AtRev(TypedDict):
+    ConditionExpression: str
+    ExpressionAttributeNames: dict[str, str]
+    ExpressionAttributeValues: dict[str, AttributeValueTypeDef]
+
+
+def _at_rev(rev: int) -> _AtRev:
+    """The condition that the stored item's revision is still `rev`."""
+    return {
+        "ConditionExpression": "#rev = :rev",
+        "ExpressionAttributeNames": {"#rev": "rev"},
+        "ExpressionAttributeValues": {":rev": attribute(rev)},
+    }
 
 
 def _contribution(key: ItemKey, item: Mapping[str, Any]) -> Contribution:
@@ -306,7 +295,3 @@ def _contribution(key: ItemKey, item: Mapping[str, Any]) -> Contribution:
         seq=None if seq is None else int(seq),
         hw=item.get("hw"),
     )
-
-
-def _condition_failed(exc: ClientError) -> bool:
-    return bool(exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")

@@ -2,8 +2,11 @@
 
 The state machine retries ``TransientError`` (the Lambda error type is the class name, so the
 mapped error is that class itself), so a throttled or reset S3 read in Transform is retried
-instead of failing the run. Everything else (AccessDenied, NoSuchKey, validation errors) is
-raised unchanged: retrying would not help.
+instead of failing the run. The S3, runs-table, aggregates-table and Kinesis adapters map their
+calls (botocore has retried them already). A managed upload's ``S3UploadFailedError`` is judged by
+the ClientError it wraps. Everything else (AccessDenied, NoSuchKey, ValidationException) is
+raised unchanged: retrying would not help; a failed condition (ConditionalCheckFailed) is an
+answer the adapters turn into their result, not an error.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
+from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, IncompleteReadError
 from urllib3.exceptions import ProtocolError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
@@ -60,6 +64,9 @@ _DROPPED = (
 
 def is_transient(exc: BaseException) -> bool:
     """Whether `exc` is an AWS failure worth retrying: throttling, a 5xx, a dropped or timed-out connection."""
+    if isinstance(exc, S3UploadFailedError):  # boto3 raises it while handling the part's ClientError
+        wrapped = exc.__cause__ or exc.__context__
+        return wrapped is not None and is_transient(wrapped)
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
@@ -72,6 +79,8 @@ def transient(exc: BaseException) -> TransientError:
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         return TransientError(f"AWS {exc.operation_name}: {error.get('Code')} ({error.get('Message', '')}); retried")
+    if isinstance(exc, S3UploadFailedError):
+        return TransientError(f"{exc}; retried")
     return TransientError(f"AWS connection failed ({type(exc).__name__}: {exc}); retried")
 
 

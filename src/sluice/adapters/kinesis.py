@@ -1,14 +1,24 @@
-"""Kinesis adapter: PutRecords in batches within the service limits, retrying only failed entries."""
+"""Kinesis adapter: PutRecords in batches within the service limits, retrying only failed entries.
+
+Two kinds of throttling: entries rejected inside a PutRecords answer (``ProvisionedThroughputExceeded``
+per entry) are retried here with backoff, and a TransientError once attempts run out; a whole request
+refused (the call's own ProvisionedThroughputExceededException, 5xx, a dropped connection, after
+botocore's retries) raises TransientError at once. Either way the step is retried by its caller.
+"""
 
 from __future__ import annotations
 
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
+from sluice.adapters.aws_errors import mapped
 from sluice.adapters.clients import client as cached_client
 from sluice.errors import TransientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_kinesis.client import KinesisClient
 
 MAX_RECORDS = 500  # entries per PutRecords
 MAX_REQUEST_BYTES = 5 * 1024 * 1024  # data + partition keys per PutRecords
@@ -61,14 +71,14 @@ class KinesisPublisher:
         self,
         stream_name: str,
         *,
-        client: Any = None,
+        client: KinesisClient | None = None,
         max_attempts: int = 8,
         base_delay: float = 0.1,
         max_delay: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.stream_name = stream_name
-        self._kinesis = client if client is not None else cached_client("kinesis")
+        self._kinesis: KinesisClient = client if client is not None else cached_client("kinesis")
         self.max_attempts = max_attempts
         self.base_delay = base_delay
         self.max_delay = max_delay
@@ -97,10 +107,11 @@ class KinesisPublisher:
             if attempt:
                 ceiling = min(self.max_delay, self.base_delay * (2**attempt))
                 self._sleep(random.uniform(0, ceiling))  # full jitter
-            resp = self._kinesis.put_records(
-                StreamName=self.stream_name,
-                Records=[{"PartitionKey": key, "Data": data} for key, data in pending],
-            )
+            with mapped():
+                resp = self._kinesis.put_records(
+                    StreamName=self.stream_name,
+                    Records=[{"PartitionKey": key, "Data": data} for key, data in pending],
+                )
             if not resp.get("FailedRecordCount"):
                 return
             failed = [entry for entry, result in zip(pending, resp["Records"], strict=True) if result.get("ErrorCode")]

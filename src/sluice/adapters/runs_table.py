@@ -1,52 +1,44 @@
-"""DynamoDB adapter for the runs table (keys and indexes as declared in template.yaml)."""
+"""DynamoDB adapter for the runs table (keys and indexes as declared in template.yaml).
+
+Items go through :mod:`sluice.adapters.dynamo_items` (the low-level client, as for the aggregates
+table); records come back as JSON-able data (numbers as int or float).
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
-from functools import cache
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any
 
-import boto3
-from boto3.dynamodb.conditions import Attr, Key
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from sluice.adapters.aws_errors import mapping_methods
-from sluice.adapters.clients import RETRIES, client
+from sluice.adapters.clients import client
+from sluice.adapters.dynamo_items import attribute, from_wire, plain, to_wire
 from sluice.errors import CommitConflictError
 from sluice.pipeline.runs import head_id
 from sluice.ports import Guard
 
-_SERIALIZE = TypeSerializer().serialize
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import (
+        AttributeValueTypeDef,
+        PutTypeDef,
+        QueryInputPaginateTypeDef,
+        TransactWriteItemTypeDef,
+        UniversalAttributeValueTypeDef,
+    )
+
 _CONFLICTS = ("TransactionCanceledException", "ConditionalCheckFailedException")
 
 
-@cache
-def _table(name: str) -> Any:
-    return boto3.session.Session().resource("dynamodb", config=RETRIES).Table(name)
+def _record(item: Mapping[str, UniversalAttributeValueTypeDef]) -> dict[str, Any]:
+    """A stored item as a plain record."""
+    return dict(plain(from_wire(item)))
 
 
-def to_item(document: Mapping[str, Any]) -> dict[str, Any]:
-    """A JSON-able mapping as a DynamoDB item (floats become Decimals, None values dropped)."""
-    clean = {k: v for k, v in document.items() if v is not None}
-    return cast(dict[str, Any], json.loads(json.dumps(clean, default=str), parse_float=Decimal))
-
-
-def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
-    """A DynamoDB item as plain JSON-able data (Decimals become int or float)."""
-
-    def plain(value: Any) -> Any:
-        if isinstance(value, Decimal):
-            return int(value) if value == value.to_integral_value() else float(value)
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, list | set | tuple):
-            return [plain(v) for v in value]
-        return value
-
-    return cast(dict[str, Any], plain(dict(item)))
+def _one_of(statuses: Sequence[str]) -> dict[str, AttributeValueTypeDef]:
+    """``:s0, :s1...`` bound to `statuses` (for ``#status IN (...)``)."""
+    return {f":s{i}": attribute(s) for i, s in enumerate(statuses)}
 
 
 @mapping_methods
@@ -55,22 +47,29 @@ class DynamoRunTable:
 
     def __init__(self, table_name: str) -> None:
         self._name = table_name
-        self._table = _table(table_name)
+        self._ddb: DynamoDBClient = client("dynamodb")
 
     def put_run(self, item: Mapping[str, Any]) -> None:
         """Create or replace a run record."""
-        self._table.put_item(Item=to_item(item))
+        self._ddb.put_item(TableName=self._name, Item=to_wire(item))
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         """The run record, or None."""
-        item = self._table.get_item(Key={"run_id": run_id}, ConsistentRead=True).get("Item")
-        return from_item(item) if item else None
+        resp = self._ddb.get_item(TableName=self._name, Key={"run_id": {"S": run_id}}, ConsistentRead=True)
+        item = resp.get("Item")
+        return _record(item) if item else None
 
     def _query(self, index: str, key: str, value: str, limit: int) -> list[dict[str, Any]]:
-        resp = self._table.query(
-            IndexName=index, KeyConditionExpression=Key(key).eq(value), ScanIndexForward=False, Limit=limit
+        resp = self._ddb.query(
+            TableName=self._name,
+            IndexName=index,
+            KeyConditionExpression="#k = :v",
+            ExpressionAttributeNames={"#k": key},
+            ExpressionAttributeValues={":v": {"S": value}},
+            ScanIndexForward=False,
+            Limit=limit,
         )
-        return [from_item(i) for i in resp.get("Items", [])]
+        return [_record(i) for i in resp.get("Items", [])]
 
     def runs_of_dataset(self, dataset: str, limit: int = 50) -> list[dict[str, Any]]:
         """Latest runs of `dataset`, newest first (index ``by-dataset``)."""
@@ -82,25 +81,24 @@ class DynamoRunTable:
 
     def run_ids_with_status(self, status: str) -> list[str]:
         """Ids of every run in `status` (index ``by-status``, keys only)."""
-        ids: list[str] = []
-        kwargs: dict[str, Any] = {"IndexName": "by-status", "KeyConditionExpression": Key("status").eq(status)}
-        while True:
-            resp = self._table.query(**kwargs)
-            ids.extend(str(i["run_id"]) for i in resp.get("Items", []))
-            if "LastEvaluatedKey" not in resp:
-                return ids
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        query: QueryInputPaginateTypeDef = {
+            "TableName": self._name,
+            "IndexName": "by-status",
+            "KeyConditionExpression": "#status = :status",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":status": {"S": status}},
+        }
+        pages = self._ddb.get_paginator("query").paginate(**query)
+        return [str(from_wire(i)["run_id"]) for page in pages for i in page.get("Items", [])]
 
     def recent_runs(self, limit: int = 50) -> list[dict[str, Any]]:
         """Latest runs of all datasets (a scan: fine for the CLI, not for hot paths)."""
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"FilterExpression": Attr("status").exists()}  # not the commit heads
-        while True:
-            resp = self._table.scan(**kwargs)
-            items.extend(from_item(i) for i in resp.get("Items", []))
-            if "LastEvaluatedKey" not in resp:
-                break
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        pages = self._ddb.get_paginator("scan").paginate(
+            TableName=self._name,
+            FilterExpression="attribute_exists(#status)",  # not the commit heads
+            ExpressionAttributeNames={"#status": "status"},
+        )
+        items = [_record(i) for page in pages for i in page.get("Items", [])]
         items.sort(key=lambda i: str(i.get("started_at", "")), reverse=True)
         return items[:limit]
 
@@ -130,22 +128,22 @@ class DynamoRunTable:
             A guard failed.
 
         """
-        actions: list[dict[str, Any]] = []
+        actions: list[TransactWriteItemTypeDef] = []
         for item, guard in puts:
-            put: dict[str, Any] = {"TableName": self._name, "Item": _typed(item)}
+            put: PutTypeDef = {"TableName": self._name, "Item": to_wire(item)}
             if guard.rev == 0:
                 put["ConditionExpression"] = "attribute_not_exists(run_id)"
             elif guard.rev is not None:
                 put["ConditionExpression"] = "rev = :rev"
-                put["ExpressionAttributeValues"] = {":rev": _SERIALIZE(guard.rev)}
+                put["ExpressionAttributeValues"] = {":rev": attribute(guard.rev)}
             elif guard.statuses:
-                names = {f":s{i}": _SERIALIZE(s) for i, s in enumerate(guard.statuses)}
+                names = _one_of(guard.statuses)
                 put["ConditionExpression"] = f"attribute_not_exists(run_id) OR #status IN ({', '.join(names)})"
                 put["ExpressionAttributeNames"] = {"#status": "status"}
                 put["ExpressionAttributeValues"] = names
             actions.append({"Put": put})
         try:
-            client("dynamodb").transact_write_items(TransactItems=actions)
+            self._ddb.transact_write_items(TransactItems=actions)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in _CONFLICTS:
                 first = puts[0][0] if puts else {}
@@ -156,60 +154,44 @@ class DynamoRunTable:
 
     def get_many(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The records of `run_ids` (one TransactGetItems per 25: a consistent snapshot of each 25)."""
-        return records_snapshot(client("dynamodb"), self._name, run_ids)
+        return records_snapshot(self._ddb, self._name, run_ids)
 
     def clear_expiry(self, run_id: str, statuses: Sequence[str]) -> bool:
         """Remove ``expires_at`` if the status is one of `statuses` (records from before live ones stopped expiring)."""
-        return _clear_expiry(self._table, run_id, statuses)
+        return self._update_if(run_id, statuses, "REMOVE expires_at", {})
 
     def transition(self, run_id: str, expected: Sequence[str], changes: Mapping[str, Any]) -> bool:
-        """Update the run's record with `changes` if its status is one of `expected`."""
-        values = to_item(changes)
-        names = {f"#f{i}": k for i, k in enumerate(values)}
+        """Update the run's record with `changes` (None values ignored) if its status is one of `expected`."""
+        values = to_wire(changes)
         expression = "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(values)))
-        attrs = {f":v{i}": v for i, v in enumerate(values.values())}
-        statuses = {f":s{i}": s for i, s in enumerate(expected)}
+        return self._update_if(run_id, expected, expression, values)
+
+    def _update_if(
+        self, run_id: str, statuses: Sequence[str], expression: str, values: Mapping[str, AttributeValueTypeDef]
+    ) -> bool:
+        """Apply `expression` (``#f<i>``/``:v<i>``: the keys and `values`) if the status is one of `statuses`."""
+        one_of = _one_of(statuses)
         try:
-            self._table.update_item(
-                Key={"run_id": run_id},
+            self._ddb.update_item(
+                TableName=self._name,
+                Key={"run_id": {"S": run_id}},
                 UpdateExpression=expression,
-                ConditionExpression=f"#status IN ({', '.join(statuses)})",
-                ExpressionAttributeNames={**names, "#status": "status"},
-                ExpressionAttributeValues={**attrs, **statuses},
+                ConditionExpression=f"#status IN ({', '.join(one_of)})",
+                ExpressionAttributeNames={"#status": "status", **{f"#f{i}": k for i, k in enumerate(values)}},
+                ExpressionAttributeValues={**{f":v{i}": v for i, v in enumerate(values.values())}, **one_of},
             )
-        except self._table.meta.client.exceptions.ConditionalCheckFailedException:
+        except self._ddb.exceptions.ConditionalCheckFailedException:
             return False
         return True
-
-
-def _clear_expiry(table: Any, run_id: str, statuses: Sequence[str]) -> bool:
-    names = {f":s{i}": s for i, s in enumerate(statuses)}
-    try:
-        table.update_item(
-            Key={"run_id": run_id},
-            UpdateExpression="REMOVE expires_at",
-            ConditionExpression=f"#status IN ({', '.join(names)})",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues=names,
-        )
-    except table.meta.client.exceptions.ConditionalCheckFailedException:
-        return False
-    return True
-
-
-def _typed(document: Mapping[str, Any]) -> dict[str, Any]:
-    """A JSON-able mapping in DynamoDB's typed wire format (for the low-level client)."""
-    return {k: _SERIALIZE(v) for k, v in to_item(document).items()}
 
 
 SNAPSHOT_ITEMS = 25  # TransactGetItems takes 100 on AWS, 25 on moto: the smaller, everywhere
 
 
-def records_snapshot(dynamodb: Any, table_name: str, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+def records_snapshot(dynamodb: DynamoDBClient, table_name: str, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """The items of `run_ids` in `table_name`, read with TransactGetItems (each 25 ids one consistent snapshot)."""
     found: dict[str, dict[str, Any]] = {}
     ids = list(dict.fromkeys(run_ids))
-    deserialize = TypeDeserializer().deserialize
     for i in range(0, len(ids), SNAPSHOT_ITEMS):
         chunk = ids[i : i + SNAPSHOT_ITEMS]
         resp = dynamodb.transact_get_items(
@@ -218,6 +200,6 @@ def records_snapshot(dynamodb: Any, table_name: str, run_ids: Sequence[str]) -> 
         for answer in resp.get("Responses", []):
             item = answer.get("Item")
             if item:
-                plain = from_item({k: deserialize(v) for k, v in item.items()})
-                found[str(plain["run_id"])] = plain
+                record = _record(item)
+                found[str(record["run_id"])] = record
     return found

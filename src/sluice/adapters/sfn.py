@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sluice.adapters.clients import client
+
+if TYPE_CHECKING:
+    from mypy_boto3_stepfunctions.client import SFNClient
 
 
 class StepFunctions:
     """:class:`sluice.ports.Executions` on AWS Step Functions."""
 
     def __init__(self, *, quick: bool = False) -> None:
-        self._sfn = client("stepfunctions", quick=quick)
+        self._sfn: SFNClient = client("stepfunctions", quick=quick)
 
     def start(self, state_machine_arn: str, name: str, payload: Mapping[str, Any]) -> bool:
         """Start execution `name`; False if it already exists (a duplicate event)."""
