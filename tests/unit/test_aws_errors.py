@@ -214,7 +214,7 @@ def aggregates() -> Iterator[tuple[Any, Stubber]]:
 def test_throttled_aggregates_table_is_transient_and_a_failed_condition_is_an_answer(
     aggregates: tuple[Any, Stubber],
 ) -> None:
-    from sluice.aggregates import ItemKey
+    from sluice.aggregates.values import ItemKey
 
     store, stub = aggregates
     key = ItemKey("orders", 3600, 1_795_000_000, (("country", "DE"),))
