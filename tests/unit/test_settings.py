@@ -105,7 +105,13 @@ def test_the_template_gives_each_function_the_variables_it_uses(app: Path) -> No
 
 def test_only_the_settings_module_reads_the_environment() -> None:
     reads = re.compile(r"os\.environ|os\.getenv|getenv\(")
-    allowed = {"AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "ARROW_DEFAULT_MEMORY_POOL", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION"}  # the runtime's, not settings
+    allowed = {
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "ARROW_DEFAULT_MEMORY_POOL",
+        "AWS_ENDPOINT_URL",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+    }  # the runtime's, not settings
     for path in [*FUNCTIONS, *(ROOT / "src" / "sluice").rglob("*.py")]:
         if path.name == "settings.py" and path.parent.name == "sluice":
             continue
