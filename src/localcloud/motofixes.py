@@ -76,7 +76,8 @@ def _all_items(self: Any) -> list[Any]:
     """The ``Table.all_items`` of moto; inside a base-table query, only the queried partition."""
     scope = getattr(_SCOPE, "query", None)
     if scope is None or scope[0] is not self:
-        return list(_TABLE_ORIGINALS["all_items"](self))
+        items: list[Any] = _TABLE_ORIGINALS["all_items"](self)
+        return items
     partition = self.items.get(scope[1])  # a defaultdict: get() adds no partition
     if partition is None:
         return []
@@ -98,22 +99,25 @@ def _query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
 _TABLE_ORIGINALS: dict[str, Any] = {}
 
 
+def _kept(store: dict[str, Any], cls: type, names: tuple[str, ...]) -> dict[str, Any]:
+    """`cls`'s methods `names` as moto defines them, saved in `store` before the first patch."""
+    if not store:
+        store.update({name: getattr(cls, name) for name in names})
+    return dict(store)
+
+
 def table_originals() -> dict[str, Any]:
     """The original ``Table`` methods of moto's DynamoDB, whether or not the patch is applied."""
     from moto.dynamodb.models.table import Table
 
-    if not _TABLE_ORIGINALS:
-        _TABLE_ORIGINALS.update({name: getattr(Table, name) for name in ("all_items", "query")})
-    return dict(_TABLE_ORIGINALS)
+    return _kept(_TABLE_ORIGINALS, Table, ("all_items", "query"))
 
 
 def originals() -> dict[str, Any]:
     """The original ``Shard`` methods of moto, whether or not the patch is applied (to compare with)."""
     from moto.kinesis.models import Shard
 
-    if not _ORIGINALS:
-        _ORIGINALS.update({name: getattr(Shard, name) for name in _PATCHED})
-    return dict(_ORIGINALS)
+    return _kept(_ORIGINALS, Shard, _PATCHED)
 
 
 def apply() -> None:
